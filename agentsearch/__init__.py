@@ -1,0 +1,3 @@
+"""agentsearch: search prompt-, module- and agent-level designs of LLM reasoning systems."""
+
+__version__ = "0.1.0"
