@@ -1,0 +1,332 @@
+"""The agentsearch command line (typer). Heavy modules are imported inside the commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec
+    from agentsearch.evaluators.lm import Endpoint
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="agentsearch: search prompt-, module- and agent-level designs of LLM reasoning systems.",
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+# -- shared options ---------------------------------------------------------------------------
+
+AgentOpt = Annotated[Path, typer.Option("--agent", help="agent graph file (YAML or JSON)")]
+BenchmarkOpt = Annotated[
+    str, typer.Option("--benchmark", help="gsm8k | jsonl | reasoning_gym:<task> (e.g. reasoning_gym:basic_arithmetic)")
+]
+DataOpt = Annotated[str | None, typer.Option("--data", help="dataset file (JSONL; GSM8K format for gsm8k offline)")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="evaluate only the first N examples of the split")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="split seed: the same flags always give the same split")]
+ValSizeOpt = Annotated[str, typer.Option("--val-size", help="validation size: a count (50) or a fraction (0.1)")]
+TestSizeOpt = Annotated[str, typer.Option("--test-size", help="test size: a count (100) or a fraction (0.1)")]
+ModelOpt = Annotated[str, typer.Option("--model", help="model name served at --api-base")]
+ApiBaseOpt = Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", help="API key (default: $AGENTSEARCH_API_KEY or $OPENAI_API_KEY); never logged"),
+]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="examples evaluated at once")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+RunDirOpt = Annotated[Path, typer.Option("--run-dir", help="run directory (DSPy cache, records)")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="turn DSPy's response cache off")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="seconds per LM call before it is retried")]
+
+
+def parse_size(text: str, flag: str) -> int | float:
+    """A split size: a count ("50") or a fraction in (0, 1) ("0.1")."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise _user_error(f"{flag} {text!r}: expected a count (e.g. 50) or a fraction (e.g. 0.1)") from None
+    if value < 0 or (0 < value < 1 and "." not in text and "e" not in text.lower()):
+        raise _user_error(f"{flag} {text!r}: must be a count >= 0 or a fraction in (0, 1)")
+    if value < 1 and value != 0:
+        return value
+    if value != int(value):
+        raise _user_error(f"{flag} {text!r}: a count must be a whole number")
+    return int(value)
+
+
+def _user_error(message: str) -> Exception:
+    from agentsearch.errors import UserError
+
+    return UserError(message)
+
+
+def split_spec(seed: int, val_size: str, test_size: str) -> SplitSpec:
+    from agentsearch.evaluators.benchmarks import SplitSpec
+
+    return SplitSpec(seed=seed, val_size=parse_size(val_size, "--val-size"), test_size=parse_size(test_size, "--test-size"))
+
+
+def endpoint_from_flags(model: str, api_base: str | None, api_key: str | None) -> Endpoint:
+    from agentsearch.evaluators.lm import Endpoint, check_endpoint
+
+    if not api_base:
+        raise _user_error("--api-base: missing (give the URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1)")
+    if not api_base.startswith(("http://", "https://")):
+        raise _user_error(f"--api-base {api_base!r}: expected an http(s):// URL")
+    key = api_key or os.environ.get("AGENTSEARCH_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    endpoint = Endpoint(model=model, api_base=api_base, api_key=key)
+    check_endpoint(endpoint)
+    return endpoint
+
+
+def load_examples(benchmark: str, data: str | None, split: str, spec: SplitSpec, limit: int | None) -> tuple[Benchmark, list]:
+    from agentsearch.evaluators.benchmarks import get_benchmark
+
+    bench = get_benchmark(benchmark, data=data, seed=spec.seed)
+    examples = bench.load(split, spec)
+    if limit is not None:
+        examples = examples[:limit]
+    if not examples:
+        raise _user_error(f"--split {split}: no examples (check --val-size/--test-size)")
+    return bench, examples
+
+
+def _setup_env() -> None:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DSPY_CACHEDIR", str(Path.home() / ".cache" / "agentsearch" / "dspy"))
+
+
+def _emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, default=str) + "\n")
+    sys.stdout.flush()
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@app.command()
+def baselines(out_dir: Annotated[Path, typer.Option("--out", help="directory to write the YAML files to")]) -> None:
+    """Write the hand-designed baseline agents (direct, cot, cot_sc5, self_refine, ...) as YAML."""
+    from agentsearch.search_space.baselines import write_baselines
+
+    for path in write_baselines(out_dir):
+        out.print(f"wrote {path}")
+
+
+@app.command()
+def validate(files: Annotated[list[Path], typer.Argument(help="agent graph files (YAML or JSON)")]) -> None:
+    """Check agent graph files; prints a one-line summary per file."""
+    from agentsearch.search_space.graph import AgentGraph
+
+    for path in files:
+        graph = AgentGraph.load(path)
+        out.print(
+            f"ok {path}: '{graph.name}' id={graph.config_hash} nodes={len(graph.nodes)} "
+            f"calls/question<={graph.expected_calls()}  {graph.summary()}"
+        )
+
+
+@app.command()
+def operators() -> None:
+    """List the operators an agent graph can use, with their knobs."""
+    from rich.table import Table
+
+    from agentsearch.search_space.operators import OPERATORS
+
+    table = Table("operator", "kind", "what it does", "knobs")
+    for spec in OPERATORS.values():
+        knobs = ", ".join(n for n in spec.params.model_fields if n not in ("instruction", "demos"))
+        table.add_row(spec.name, spec.kind, spec.summary, knobs)
+    out.print(table)
+
+
+@app.command()
+def evaluate(
+    agent: AgentOpt,
+    benchmark: BenchmarkOpt,
+    model: ModelOpt,
+    api_base: ApiBaseOpt = None,
+    api_key: ApiKeyOpt = None,
+    data: DataOpt = None,
+    split: SplitOpt = "test",
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+    val_size: ValSizeOpt = "50",
+    test_size: TestSizeOpt = "100",
+    concurrency: ConcurrencyOpt = 8,
+    run_dir: RunDirOpt = Path("runs/evaluate"),
+    no_cache: NoCacheOpt = False,
+    timeout: TimeoutOpt = 120.0,
+    records: Annotated[Path | None, typer.Option("--records", help="write per-example records (JSONL)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score an agent on a benchmark split against an OpenAI-compatible endpoint."""
+    from agentsearch.search_space.graph import AgentGraph
+
+    graph = AgentGraph.load(agent)
+    spec = split_spec(seed, val_size, test_size)
+    bench, examples = load_examples(benchmark, data, split, spec, limit)
+    endpoint = endpoint_from_flags(model, api_base, api_key)
+
+    from agentsearch.evaluators.compile import compile_graph
+    from agentsearch.evaluators.evaluator import Evaluator
+    from agentsearch.evaluators.lm import build_lm, configure_cache
+
+    configure_cache(None if no_cache else run_dir.resolve() / "cache")
+    lm = build_lm(endpoint, cache=not no_cache, timeout=timeout)
+    _check_aliases(graph, {endpoint.alias})
+    program = compile_graph(graph, lms={endpoint.alias: lm})
+
+    with _progress(f"{graph.name} on {bench.name}/{split}", len(examples)) as advance:
+        result = Evaluator(bench.metric, concurrency=concurrency, progress=advance).evaluate(program, examples)
+
+    if records is not None:
+        records.parent.mkdir(parents=True, exist_ok=True)
+        with records.open("w", encoding="utf-8") as fh:
+            for rec in result.records_as_dicts():
+                fh.write(json.dumps(rec) + "\n")
+
+    summary = {
+        "agent": graph.name,
+        "agent_id": graph.config_hash,
+        "benchmark": bench.name,
+        "split": split,
+        "seed": seed,
+        "val_size": spec.val_size,
+        "test_size": spec.test_size,
+        "model": endpoint.model,
+        **result.summary(),
+    }
+    if json_out:
+        _emit_json(summary)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{graph.name} ({graph.config_hash}) on {bench.name} [{split}]")
+    for col in ("score", "n", "correct", "errors", "tokens/q", "calls/q", "wall s"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        f"{result.score:.3f}", str(result.n), str(result.n_correct), str(result.n_errors),
+        f"{result.tokens_per_question:.0f}", f"{result.calls_per_question:.2f}", f"{result.wall_s:.1f}",
+    )
+    out.print(table)
+    if result.n_errors:
+        first = next(r for r in result.records if r.error)
+        err.print(f"[yellow]{result.n_errors} example(s) failed after retries; first: {first.id}: {first.error}")
+
+
+@app.command()
+def run(
+    agent: AgentOpt,
+    question: Annotated[str, typer.Option("--question", help="the question to answer")],
+    model: ModelOpt,
+    api_base: ApiBaseOpt = None,
+    api_key: ApiKeyOpt = None,
+    timeout: TimeoutOpt = 120.0,
+    show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="print the reasoning too")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Answer one question with an agent; prints the answer."""
+    from agentsearch.search_space.graph import AgentGraph
+
+    graph = AgentGraph.load(agent)
+    endpoint = endpoint_from_flags(model, api_base, api_key)
+
+    from agentsearch.evaluators.compile import compile_graph
+    from agentsearch.evaluators.lm import build_lm, configure_cache, metering
+
+    configure_cache(None)
+    _check_aliases(graph, {endpoint.alias})
+    program = compile_graph(graph, lms={endpoint.alias: build_lm(endpoint, cache=False, timeout=timeout)})
+    with metering() as meter:
+        pred = program(question=question)
+    usage = meter.total
+    if json_out:
+        _emit_json({"answer": pred.answer, "reasoning": pred.reasoning, "calls": usage.calls, "tokens": usage.tokens})
+        return
+    if show_reasoning and pred.reasoning:
+        err.print(pred.reasoning)
+    out.print(pred.answer, markup=False, highlight=False)
+
+
+def _check_aliases(graph: Any, configured: set[str]) -> None:
+    missing = sorted(graph.models() - configured)
+    if missing:
+        raise _user_error(
+            f"graph '{graph.name}': model alias '{missing[0]}' is not configured (this command serves: "
+            f"{', '.join(sorted(configured))})"
+        )
+
+
+class _progress:
+    """A rich progress bar on stderr; yields ``advance(done, total, record)``."""
+
+    def __init__(self, label: str, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("acc {task.fields[acc]}"),
+            TimeRemainingColumn(), console=err, transient=True,
+        )
+        self.task = self.bar.add_task(label, total=total, acc="-")
+        self.correct = 0
+
+    def __enter__(self):
+        self.bar.start()
+
+        def advance(done: int, total: int, record: Any) -> None:
+            self.correct += bool(record.correct)
+            self.bar.update(self.task, completed=done, acc=f"{self.correct / done:.2f}")
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one-line errors and exit code 2 for bad input, no tracebacks."""
+    from agentsearch.errors import UserError
+
+    try:  # typer >= 0.20 vendors click
+        from typer._click import exceptions as click_exc
+    except ImportError:  # pragma: no cover - older typer on real click
+        from click import exceptions as click_exc
+
+    _setup_env()
+    try:
+        app(args=argv, standalone_mode=False, prog_name="main.py")
+    except UserError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except click_exc.NoArgsIsHelpError:
+        return 0
+    except click_exc.UsageError as exc:
+        where = f" (command: {exc.ctx.command_path})" if exc.ctx is not None else ""
+        err.print(f"error: {exc.format_message()}{where}", markup=False, highlight=False, soft_wrap=True)
+        return 2
+    except (click_exc.Abort, typer.Abort):
+        err.print("aborted", markup=False)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        return 130
+    return 0
+
+
+def run_main() -> None:
+    """Console-script entry (``agentsearch ...``)."""
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Evaluator: run a program over examples concurrently and score it.
+
+Each example runs in its own thread with its own usage meter. An exception on one example (an LM
+endpoint failure, a parse failure) is retried, then recorded on that example as ``error``; it never
+crashes the evaluation. Errored examples count as not correct in ``score``; ``n_errors`` says how
+many there were so callers (the search loop) can refuse to trust a score built on failures.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dspy
+
+from agentsearch.evaluators.benchmarks import Example
+from agentsearch.evaluators.lm import Meter, metering
+
+log = logging.getLogger(__name__)
+
+Metric = Callable[[Example, str], bool]
+
+
+@dataclass
+class ExampleRecord:
+    """The outcome of one example."""
+
+    id: str
+    question: str
+    gold: str
+    prediction: str = ""
+    correct: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    cached_calls: int = 0
+    latency_s: float = 0.0
+    attempts: int = 1
+    error: str | None = None
+    reasoning: str = ""
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class EvalResult:
+    """Per-example records and aggregates of one evaluation."""
+
+    records: list[ExampleRecord]
+    wall_s: float
+    usage_by_model: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.records)
+
+    @property
+    def n_correct(self) -> int:
+        return sum(r.correct for r in self.records)
+
+    @property
+    def n_errors(self) -> int:
+        return sum(r.error is not None for r in self.records)
+
+    @property
+    def score(self) -> float:
+        return self.n_correct / self.n if self.n else 0.0
+
+    @property
+    def calls(self) -> int:
+        return sum(r.calls for r in self.records)
+
+    @property
+    def tokens(self) -> int:
+        return sum(r.tokens for r in self.records)
+
+    @property
+    def tokens_per_question(self) -> float:
+        return self.tokens / self.n if self.n else 0.0
+
+    @property
+    def calls_per_question(self) -> float:
+        return self.calls / self.n if self.n else 0.0
+
+    @property
+    def latency_per_question(self) -> float:
+        return sum(r.latency_s for r in self.records) / self.n if self.n else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "score": self.score,
+            "n": self.n,
+            "n_correct": self.n_correct,
+            "n_errors": self.n_errors,
+            "tokens_per_question": self.tokens_per_question,
+            "calls_per_question": self.calls_per_question,
+            "latency_per_question_s": self.latency_per_question,
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "wall_s": self.wall_s,
+            "usage_by_model": self.usage_by_model,
+        }
+
+    def records_as_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.records]
+
+
+class Evaluator:
+    """Scores a program on examples with a thread pool.
+
+    ``progress`` (optional) is called as ``progress(done, total, record)`` after each example.
+    """
+
+    def __init__(
+        self,
+        metric: Metric,
+        concurrency: int = 8,
+        retries: int = 1,
+        retry_backoff_s: float = 0.5,
+        progress: Callable[[int, int, ExampleRecord], None] | None = None,
+    ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.metric = metric
+        self.concurrency = concurrency
+        self.retries = retries
+        self.retry_backoff_s = retry_backoff_s
+        self.progress = progress
+
+    def _run_one(self, program: dspy.Module, example: Example, meter: Meter) -> ExampleRecord:
+        record = ExampleRecord(id=example.id, question=example.question, gold=example.answer)
+        start = time.perf_counter()
+        with metering(meter):
+            for attempt in range(self.retries + 1):
+                record.attempts = attempt + 1
+                try:
+                    with dspy.context(disable_history=True):
+                        pred = program(question=example.question)
+                    record.prediction = str(getattr(pred, "answer", "") or "").strip()
+                    record.reasoning = str(getattr(pred, "reasoning", "") or "")
+                    record.error = None
+                    break
+                except Exception as exc:  # noqa: BLE001 - any failure is recorded on the example
+                    record.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                    log.warning("example %s attempt %d failed: %s", example.id, attempt + 1, record.error)
+                    if attempt < self.retries:
+                        time.sleep(self.retry_backoff_s * (2**attempt))
+        if record.error is None:
+            try:
+                record.correct = bool(self.metric(example, record.prediction))
+            except Exception as exc:  # noqa: BLE001 - a metric failure is this example's error
+                record.error = f"metric failed: {type(exc).__name__}: {exc}"[:500]
+        total = meter.total
+        record.calls, record.cached_calls = total.calls, total.cached_calls
+        record.prompt_tokens, record.completion_tokens = total.prompt_tokens, total.completion_tokens
+        record.latency_s = time.perf_counter() - start
+        return record
+
+    def evaluate(self, program: dspy.Module, examples: Sequence[Example]) -> EvalResult:
+        start = time.perf_counter()
+        meters = [Meter() for _ in examples]
+        records: list[ExampleRecord | None] = [None] * len(examples)
+        done = 0
+        lock = threading.Lock()
+
+        def task(i: int) -> None:
+            nonlocal done
+            rec = self._run_one(program, examples[i], meters[i])
+            with lock:
+                records[i] = rec
+                done += 1
+                count = done
+            if self.progress is not None:
+                self.progress(count, len(examples), rec)
+
+        if self.concurrency == 1 or len(examples) <= 1:
+            for i in range(len(examples)):
+                task(i)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(examples))) as pool:
+                futures = [pool.submit(contextvars.copy_context().run, task, i) for i in range(len(examples))]
+                for f in futures:
+                    f.result()
+        by_model = Meter()
+        for m in meters:
+            by_model.merge(m)
+        usage = {alias: {**asdict(u), "tokens": u.tokens} for alias, u in by_model.by_model.items()}
+        return EvalResult(records=[r for r in records if r is not None], wall_s=time.perf_counter() - start,
+                          usage_by_model=usage)

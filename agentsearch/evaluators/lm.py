@@ -1,0 +1,193 @@
+"""LM clients: DSPy's native LM engine pointed at OpenAI-compatible endpoints, with per-call metering.
+
+Every LM call made while a :class:`Meter` is active (see :func:`metering`) is counted: calls, calls
+answered from DSPy's cache, billed prompt/completion tokens (cache hits bill none), latency and
+failures, broken down by model alias. Metering is per context (``contextvars``), so concurrent
+examples in an evaluation each get their own numbers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+from dspy.utils.usage_tracker import UsageTracker
+
+from agentsearch.errors import EndpointError
+
+DEFAULT_TIMEOUT_S = 120.0
+
+
+@dataclass
+class ModelUsage:
+    calls: int = 0
+    cached_calls: int = 0
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+    def add(self, other: ModelUsage) -> None:
+        self.calls += other.calls
+        self.cached_calls += other.cached_calls
+        self.failed_calls += other.failed_calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.latency_s += other.latency_s
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Meter:
+    """Thread-safe accumulator of LM usage, by model alias."""
+
+    by_model: dict[str, ModelUsage] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, alias: str, usage: ModelUsage) -> None:
+        with self._lock:
+            self.by_model.setdefault(alias, ModelUsage()).add(usage)
+
+    def merge(self, other: Meter) -> None:
+        for alias, usage in other.by_model.items():
+            self.record(alias, usage)
+
+    @property
+    def total(self) -> ModelUsage:
+        out = ModelUsage()
+        with self._lock:
+            for usage in self.by_model.values():
+                out.add(usage)
+        return out
+
+
+_METER: contextvars.ContextVar[Meter | None] = contextvars.ContextVar("agentsearch_meter", default=None)
+
+
+@contextmanager
+def metering(meter: Meter | None = None) -> Iterator[Meter]:
+    """Count every LM call made inside the block (in this context and contexts copied from it)."""
+    meter = meter if meter is not None else Meter()
+    token = _METER.set(meter)
+    try:
+        yield meter
+    finally:
+        _METER.reset(token)
+
+
+class MeteredLM(dspy.LM):
+    """``dspy.LM`` that reports each call to the active :class:`Meter` under its alias."""
+
+    def __init__(self, model: str, *, alias: str = "default", **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.alias = alias
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        meter = _METER.get()
+        if meter is None:
+            return super().__call__(*args, **kwargs)
+        tracker = UsageTracker()
+        parent = dspy.settings.usage_tracker
+        start = time.perf_counter()
+        usage = ModelUsage(calls=1)
+        try:
+            with dspy.context(usage_tracker=tracker):
+                return super().__call__(*args, **kwargs)
+        except BaseException:
+            usage.failed_calls = 1
+            raise
+        finally:
+            usage.latency_s = time.perf_counter() - start
+            entries = [e for es in tracker.usage_data.values() for e in es]
+            if entries:
+                usage.prompt_tokens = sum(int(e.get("prompt_tokens") or 0) for e in entries)
+                usage.completion_tokens = sum(int(e.get("completion_tokens") or 0) for e in entries)
+            elif not usage.failed_calls:
+                usage.cached_calls = 1  # DSPy adds no usage for cache hits
+            if parent is not None:
+                for lm_name, es in tracker.usage_data.items():
+                    parent.usage_data[lm_name].extend(es)
+            meter.record(self.alias, usage)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible endpoint serving one model. ``api_key`` is never logged or saved."""
+
+    model: str
+    api_base: str
+    api_key: str | None = field(default=None, repr=False)
+    alias: str = "default"
+
+    def public(self) -> dict[str, str]:
+        return {"alias": self.alias, "model": self.model, "api_base": self.api_base}
+
+
+def build_lm(
+    endpoint: Endpoint,
+    *,
+    cache: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    num_retries: int = 3,
+) -> MeteredLM:
+    """A DSPy LM on DSPy's native client (not the LiteLLM path) for an OpenAI-compatible endpoint."""
+    model = endpoint.model if endpoint.model.startswith("openai/") else f"openai/{endpoint.model}"
+    return MeteredLM(
+        model,
+        alias=endpoint.alias,
+        api_base=endpoint.api_base.rstrip("/"),
+        api_key=endpoint.api_key or "not-needed",
+        cache=cache,
+        num_retries=num_retries,
+        timeout=timeout,
+        engine="lm15",
+    )
+
+
+def configure_cache(cache_dir: str | Path | None) -> None:
+    """Put DSPy's response cache in ``cache_dir`` (e.g. the run directory), or turn it off (None)."""
+    if cache_dir is None:
+        dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=False)
+        return
+    path = Path(cache_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(path))
+
+
+def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> list[str]:
+    """Fail fast (seconds) with a one-line :class:`EndpointError` if the endpoint can't be used.
+
+    Returns the model ids the server lists (empty when it has no ``/models`` route).
+    """
+    import httpx
+
+    url = endpoint.api_base.rstrip("/") + "/models"
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    try:
+        resp = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.ConnectError:
+        raise EndpointError(f"--api-base {endpoint.api_base}: cannot connect (is the server running?)") from None
+    except httpx.TimeoutException:
+        raise EndpointError(f"--api-base {endpoint.api_base}: no answer within {timeout:.0f}s") from None
+    except httpx.HTTPError as exc:
+        raise EndpointError(f"--api-base {endpoint.api_base}: {type(exc).__name__}: {exc}") from None
+    if resp.status_code in (401, 403):
+        raise EndpointError(f"--api-base {endpoint.api_base}: the server rejected the API key (HTTP {resp.status_code})")
+    if resp.status_code == 404:
+        return []
+    if resp.status_code >= 400:
+        raise EndpointError(f"--api-base {endpoint.api_base}: GET /models answered HTTP {resp.status_code}")
+    try:
+        return [m.get("id", "") for m in resp.json().get("data", [])]
+    except (ValueError, AttributeError):
+        raise EndpointError(f"--api-base {endpoint.api_base}: not an OpenAI-compatible API (bad /models reply)") from None
