@@ -260,6 +260,239 @@ def run(
     out.print(pred.answer, markup=False, highlight=False)
 
 
+@app.command()
+def space(
+    levels: Annotated[str, typer.Option("--levels", help="comma-separated: prompt,module,agent")] = "prompt,module,agent",
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the search space for the given levels (every parameter, its domain and condition)."""
+    from agentsearch.search_space.space import SearchSpace
+
+    sp = SearchSpace.from_levels(levels)
+    rows = sp.describe()
+    if json_out:
+        _emit_json({"levels": sorted(sp.levels), "parameters": rows, "space": sp.to_dict()})
+        return
+    from rich.table import Table
+
+    table = Table("parameter", "level", "domain", "active when", title=f"search space: {','.join(sorted(sp.levels))}")
+    for row in rows:
+        table.add_row(row["name"], row["level"], row["domain"], row["when"])
+    out.print(table)
+    if "prompt" in sp.levels:
+        for i, text in enumerate(sp.instructions):
+            out.print(f"  instruction {i}: {text or '(the operator default)'}", markup=False)
+
+
+@app.command()
+def optimize(
+    benchmark: BenchmarkOpt,
+    model: ModelOpt,
+    api_base: ApiBaseOpt = None,
+    api_key: ApiKeyOpt = None,
+    data: DataOpt = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="finished trials (complete + pruned) in the study")] = 20,
+    study: Annotated[str | None, typer.Option("--study", help="study name; an existing one is resumed")] = None,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="SQLAlchemy URL or journal file (default: RUN_DIR/optuna.db)")
+    ] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | gp | cmaes | nsga2")] = "tpe",
+    pruner: Annotated[str, typer.Option("--pruner", help="sha | hyperband | median | none")] = "sha",
+    objectives: Annotated[str, typer.Option("--objectives", help="accuracy[,tokens] (Pareto search)")] = "accuracy",
+    levels: Annotated[str, typer.Option("--levels", help="prompt,module,agent (any subset)")] = "prompt,module,agent",
+    seed: SeedOpt = 0,
+    val_size: ValSizeOpt = "50",
+    test_size: TestSizeOpt = "100",
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="candidates evaluated at once")] = 2,
+    concurrency: ConcurrencyOpt = 8,
+    min_batch: Annotated[int, typer.Option("--min-batch", min=1, help="first validation minibatch (8, 16, 32, ...)")] = 8,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory (studies, MLflow, cache, exports)")] = Path("runs"),
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
+    no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not log to MLflow")] = False,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="do not enqueue the baselines")] = False,
+    no_cache: NoCacheOpt = False,
+    timeout: TimeoutOpt = 120.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search agent designs on a benchmark; log to MLflow; test the best once; export it."""
+    from agentsearch.optimizers.base import parse_objectives
+    from agentsearch.optimizers.optuna_opt import PRUNERS, SAMPLERS
+    from agentsearch.search_space.space import SearchSpace
+
+    if sampler not in SAMPLERS:
+        raise _user_error(f"--sampler: unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")
+    if pruner not in PRUNERS:
+        raise _user_error(f"--pruner: unknown pruner {pruner!r} (choose from {', '.join(PRUNERS)})")
+    objs = parse_objectives(objectives)
+    SearchSpace.from_levels(levels)
+    spec = split_spec(seed, val_size, test_size)
+    endpoint = endpoint_from_flags(model, api_base, api_key)
+
+    from agentsearch.evaluators.lm import build_lm, configure_cache
+    from agentsearch.runs.study import StudyConfig, default_study_name, run_study
+
+    run_dir = run_dir.resolve()
+    cfg = StudyConfig(
+        study=study or default_study_name(benchmark), benchmark=benchmark, data=data, seed=seed,
+        val_size=spec.val_size, test_size=spec.test_size, trials=trials, levels=levels, sampler=sampler,
+        pruner=pruner, objectives=objs, parallel=parallel, concurrency=concurrency, min_batch=min_batch,
+        run_dir=run_dir, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
+        models={endpoint.alias: endpoint.public()}, baselines=not no_baselines,
+    )
+    configure_cache(None if no_cache else run_dir / "cache")
+    lms = {endpoint.alias: build_lm(endpoint, cache=not no_cache, timeout=timeout)}
+    announce = (lambda msg: err.print(msg, markup=False, highlight=False))
+    announce(f"study '{cfg.study}' on {benchmark} with {endpoint.model} at {endpoint.api_base}")
+    progress = _StudyProgress(trials)
+    from agentsearch.runs.loop import StudyStopped
+
+    try:
+        with progress:
+            summary = run_study(cfg, lms, observer=progress, announce=announce)
+    except StudyStopped as exc:
+        raise _user_error(f"study '{cfg.study}' stopped: {exc}; resume with --study {cfg.study}") from None
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the study is saved; resume with --study {cfg.study}", markup=False)
+        raise
+    if json_out:
+        _emit_json(summary)
+        return
+    _print_study_summary(summary, run_dir)
+
+
+@app.command("export")
+def export_cmd(
+    study: Annotated[str, typer.Option("--study", help="the study to export")],
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for best.yaml, pareto/, program.json")],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory holding the study")] = Path("runs"),
+    storage: Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL or journal file")] = None,
+) -> None:
+    """Export a study's best agent(s) as configs (plus DSPy program state)."""
+    from agentsearch.optimizers.optuna_opt import load_study, open_storage, study_best
+    from agentsearch.runs.export import export_study
+
+    st = load_study(study, open_storage(storage, run_dir.resolve()))
+    best = study_best(st)
+    if not best:
+        raise _user_error(f"--study {study}: no complete trial to export yet")
+    config = {**st.user_attrs.get("agentsearch.config", {}), "study": study}
+    tests = st.user_attrs.get("test_results", {})
+    summary = export_study(out_dir, best, config, tests)
+    out.print(f"exported trial {summary['best']['trial']} to {summary['files']['best']}", markup=False)
+    if summary["best"]["test"] is None:
+        err.print("note: this agent was not evaluated on the test split yet (the study did not finish)")
+    out.print(f"reproduce: {summary['reproduce']}", markup=False, highlight=False)
+
+
+@app.command()
+def ui(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory holding mlflow.db")] = Path("runs"),
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow backend store URI")] = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 5000,
+) -> None:
+    """Start the MLflow UI on the run directory's tracking store (Ctrl-C to stop)."""
+    import subprocess
+
+    from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
+
+    run_dir = run_dir.resolve()
+    if tracking_uri is None and not (run_dir / "mlflow.db").exists():
+        raise _user_error(f"--run-dir {run_dir}: no mlflow.db here (run `main.py optimize` first)")
+    tracker = MlflowTracker(tracking_uri or default_tracking_uri(run_dir))
+    cmd = tracker.ui_command(host=host, port=port)
+    out.print(f"MLflow UI: http://{host}:{port}  (store: {tracker.tracking_uri}; Ctrl-C to stop)", markup=False)
+    proc = subprocess.Popen(cmd, env={**os.environ}, start_new_session=True)
+    try:
+        proc.wait()
+    except KeyboardInterrupt:
+        import signal
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+class _StudyProgress:
+    """Rich progress for a study: trials done/pruned, best val so far, calls, tokens, ETA."""
+
+    def __init__(self, trials: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("pruned {task.fields[pruned]} | best val {task.fields[best]} | calls {task.fields[calls]} | "
+                       "tokens {task.fields[tokens]}"),
+            TimeRemainingColumn(), console=err,
+        )
+        self.task = self.bar.add_task("trials", total=trials, pruned=0, best="-", calls=0, tokens=0)
+        self.finished = self.pruned = self.calls = self.tokens = 0
+        self.best: float | None = None
+        import threading
+
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _StudyProgress:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    def example_done(self, candidate: Any, record: Any) -> None:
+        with self._lock:
+            self.calls += record.calls
+            self.tokens += record.tokens
+            self.bar.update(self.task, calls=f"{self.calls:,}", tokens=f"{self.tokens:,}")
+
+    def trial_finished(self, candidate: Any, result: Any, records: Any) -> None:
+        with self._lock:
+            if result.state in ("COMPLETE", "PRUNED"):
+                self.finished += 1
+            self.pruned += result.state == "PRUNED"
+            score = result.metrics.get("val_score")
+            if result.state == "COMPLETE" and score is not None and (self.best is None or score > self.best):
+                self.best = score
+            self.bar.update(
+                self.task, advance=1 if result.state in ("COMPLETE", "PRUNED") else 0, pruned=self.pruned,
+                best="-" if self.best is None else f"{self.best:.3f}",
+            )
+        label = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "FAILED"}[result.state]
+        val = result.metrics.get("val_score")
+        shown = f"val {val:.3f}" if val is not None else ""
+        why = f" ({result.reason})" if result.reason and result.state != "COMPLETE" else ""
+        self.bar.console.print(
+            f"trial {candidate.number:>3} {label:<6} {shown:<10} {candidate.origin:<18} {candidate.graph.summary()}{why}",
+            markup=False, highlight=False,
+        )
+
+
+def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
+    from rich.table import Table
+
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    table = Table(title=f"study {summary['study']} on {summary['benchmark']}")
+    for col in ("agent", "val", "test", "tokens/q (test)"):
+        table.add_column(col, justify="right" if col != "agent" else "left")
+    for name, score in summary["baselines"].items():
+        t = summary["test"].get(f"baseline:{name}", {})
+        table.add_row(f"baseline {name}", fmt(summary["baselines_val"].get(name)), fmt(score),
+                      f"{t.get('tokens_per_question', 0):.0f}")
+    t = summary["test"]["best:0"]
+    table.add_row(f"[bold]best (trial {summary['best_trial']})", fmt(summary["best_val"]), fmt(summary["best_test"]),
+                  f"{t.get('tokens_per_question', 0):.0f}")
+    out.print(table)
+    out.print(f"best: {summary['best_summary']}", markup=False, highlight=False)
+    out.print(
+        f"trials: {summary['n_trials']} ({summary['n_pruned']} pruned, {summary['n_failed']} failed), "
+        f"LLM calls: {summary['calls']:,}, tokens: {summary['tokens']:,}", markup=False,
+    )
+    out.print(f"exported: {summary['export_dir']}/best.yaml", markup=False)
+    if summary.get("tracking_uri"):
+        out.print(f"MLflow UI: python main.py ui --run-dir {run_dir}", markup=False)
+
+
 def _check_aliases(graph: Any, configured: set[str]) -> None:
     missing = sorted(graph.models() - configured)
     if missing:

@@ -164,7 +164,11 @@ class Evaluator:
         record.latency_s = time.perf_counter() - start
         return record
 
-    def evaluate(self, program: dspy.Module, examples: Sequence[Example]) -> EvalResult:
+    def evaluate(
+        self, program: dspy.Module, examples: Sequence[Example], cancel: threading.Event | None = None
+    ) -> EvalResult:
+        """Score ``program`` on ``examples``. Setting ``cancel`` skips the examples not yet started
+        (they are recorded with error ``cancelled``)."""
         start = time.perf_counter()
         meters = [Meter() for _ in examples]
         records: list[ExampleRecord | None] = [None] * len(examples)
@@ -173,7 +177,11 @@ class Evaluator:
 
         def task(i: int) -> None:
             nonlocal done
-            rec = self._run_one(program, examples[i], meters[i])
+            if cancel is not None and cancel.is_set():
+                ex = examples[i]
+                rec = ExampleRecord(id=ex.id, question=ex.question, gold=ex.answer, error="cancelled")
+            else:
+                rec = self._run_one(program, examples[i], meters[i])
             with lock:
                 records[i] = rec
                 done += 1

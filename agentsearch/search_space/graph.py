@@ -252,8 +252,28 @@ class AgentGraph(BaseModel):
 
     @cached_property
     def config_hash(self) -> str:
-        """Stable identity of the behaviour: nodes (with defaults filled in) and the exit node."""
-        canon = {"output": self.output, "nodes": [node.to_dict(full=True) for node in self.nodes]}
+        """Stable identity of the behaviour: operators, params (defaults filled in) and wiring.
+
+        Node ids and the graph's name don't count: nodes are renamed canonically (by topological
+        generation, then by content), so two graphs that differ only in naming share a hash.
+        """
+        by_id = {node.id: node for node in self.nodes}
+        canonical: dict[str, str] = {ENTRY: ENTRY}
+        nodes = []
+        for generation in self.topological_generations():
+            keyed = []
+            for node_id in generation:
+                node = by_id[node_id]
+                entry = {
+                    "op": node.op,
+                    "inputs": sorted(canonical[i] for i in node.inputs),
+                    "params": node.params.model_dump(mode="json"),
+                }
+                keyed.append((json.dumps(entry, sort_keys=True, ensure_ascii=False), node_id, entry))
+            for blob, node_id, entry in sorted(keyed):
+                canonical[node_id] = f"n{len(canonical) - 1}"
+                nodes.append(entry)
+        canon = {"output": canonical[self.output], "nodes": nodes}
         blob = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 

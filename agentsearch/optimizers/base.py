@@ -1,0 +1,131 @@
+"""The optimizer protocol: ``ask() -> Candidate`` / ``tell(candidate, result)``.
+
+An optimizer proposes candidates (typed agent graphs) and learns from their results. It owns its
+state (e.g. an Optuna study in durable storage) but never evaluates anything: the one search loop
+in :mod:`agentsearch.runs.loop` does. A new strategy is a new class, never a new loop.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agentsearch.search_space.graph import AgentGraph
+
+#: Objective names and their directions.
+OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
+    "accuracy": "maximize",
+    "tokens": "minimize",
+    "calls": "minimize",
+}
+
+State = Literal["COMPLETE", "PRUNED", "FAIL"]
+
+
+def parse_objectives(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    from agentsearch.errors import UserError
+
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
+    items = [s for s in items if s]
+    for name in items:
+        if name not in OBJECTIVES:
+            raise UserError(f"--objectives: unknown objective {name!r} (choose from {', '.join(OBJECTIVES)})")
+    if not items or items[0] != "accuracy" or len(set(items)) != len(items):
+        raise UserError("--objectives: must start with 'accuracy', each objective once (e.g. accuracy,tokens)")
+    return tuple(items)
+
+
+@dataclass
+class Candidate:
+    """One proposal: a trial number, the graph to evaluate, the parameters that produced it."""
+
+    number: int
+    graph: AgentGraph
+    params: dict[str, Any] = field(default_factory=dict)
+    origin: str = ""  # e.g. "baseline:cot", "tpe", "random"
+    handle: Any = field(default=None, repr=False)  # optimizer-private (e.g. an optuna.Trial)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.origin.startswith("baseline:")
+
+
+@dataclass
+class TrialResult:
+    """The outcome of evaluating a candidate on the validation split."""
+
+    state: State
+    metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    step: int | None = None  # examples evaluated (the last minibatch size), for pruned trials
+
+    def values(self, objectives: tuple[str, ...]) -> list[float]:
+        """Objective values from metrics: accuracy -> val_score, tokens -> tokens_per_question, ..."""
+        key = {"accuracy": "val_score", "tokens": "tokens_per_question", "calls": "calls_per_question"}
+        out = [float(self.metrics[key[o]]) for o in objectives]
+        if any(math.isnan(v) for v in out):
+            raise ValueError("objective value is NaN")
+        return out
+
+
+@dataclass
+class FinishedTrial:
+    """A finished trial as the optimizer stores it (for reports, resume and export)."""
+
+    number: int
+    state: State
+    graph: AgentGraph | None
+    params: dict[str, Any]
+    values: list[float] | None
+    metrics: dict[str, float]
+    origin: str
+    reason: str | None = None
+
+
+class Optimizer(ABC):
+    """Ask/tell optimizer over agent graphs. Subclasses keep their state durable where they can."""
+
+    name: str = "optimizer"
+    objectives: tuple[str, ...] = ("accuracy",)
+
+    @abstractmethod
+    def ask(self) -> Candidate:
+        """The next candidate to evaluate."""
+
+    @abstractmethod
+    def tell(self, candidate: Candidate, result: TrialResult) -> None:
+        """Record the result of a candidate returned by :meth:`ask`."""
+
+    def should_prune(self, candidate: Candidate, step: int, value: float) -> bool:
+        """Report an intermediate score after ``step`` examples; True means stop evaluating it."""
+        return False
+
+    @abstractmethod
+    def trials(self) -> list[FinishedTrial]:
+        """Every finished trial (COMPLETE, PRUNED, FAIL), in trial-number order."""
+
+    def best(self) -> list[FinishedTrial]:
+        """The best complete trial (single objective) or the Pareto set (several objectives)."""
+        done = [t for t in self.trials() if t.state == "COMPLETE" and t.values is not None]
+        if not done:
+            return []
+        if len(self.objectives) == 1:
+            return [max(done, key=lambda t: (t.values[0], -t.number))]  # type: ignore[index]
+        signs = [1.0 if OBJECTIVES[o] == "maximize" else -1.0 for o in self.objectives]
+
+        def dominates(a: FinishedTrial, b: FinishedTrial) -> bool:
+            va = [s * v for s, v in zip(signs, a.values, strict=True)]  # type: ignore[arg-type]
+            vb = [s * v for s, v in zip(signs, b.values, strict=True)]  # type: ignore[arg-type]
+            return all(x >= y for x, y in zip(va, vb, strict=True)) and any(x > y for x, y in zip(va, vb, strict=True))
+
+        front = [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
+        return sorted(front, key=lambda t: (-t.values[0], t.number))  # type: ignore[index]
+
+    def n_finished(self) -> int:
+        """Trials that count toward the budget: COMPLETE and PRUNED (failed ones are redone)."""
+        return sum(t.state in ("COMPLETE", "PRUNED") for t in self.trials())
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (called once by the loop at the end)."""

@@ -1,0 +1,258 @@
+"""Optuna optimizers: TPE (default), random, GP, CMA-ES and NSGA-II over the agent search space.
+
+The Optuna study is the durable state: stored in SQLite under the run directory by default, or any
+SQLAlchemy URL / journal file. Each trial keeps its graph (YAML), origin and metrics as user
+attributes, so a study can be resumed after a crash, reported and exported without re-running.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from agentsearch.errors import UserError
+from agentsearch.optimizers.base import OBJECTIVES, Candidate, FinishedTrial, Optimizer, TrialResult
+from agentsearch.search_space.graph import AgentGraph
+from agentsearch.search_space.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
+PRUNERS = ("sha", "hyperband", "median", "none")
+
+_STATE = {
+    optuna.trial.TrialState.COMPLETE: "COMPLETE",
+    optuna.trial.TrialState.PRUNED: "PRUNED",
+    optuna.trial.TrialState.FAIL: "FAIL",
+}
+
+
+def make_sampler(name: str, seed: int, n_objectives: int = 1, startup_trials: int = 8) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler for ``--sampler NAME``."""
+    if name == "tpe":
+        with warnings.catch_warnings():  # multivariate/group/constant_liar are flagged experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=startup_trials,
+            )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        if importlib.util.find_spec("torch") is None:
+            raise UserError("--sampler gp needs PyTorch: pip install torch==2.13.0 (the CPU wheel), or use tpe")
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials)
+    if name == "cmaes":
+        if importlib.util.find_spec("cmaes") is None:
+            raise UserError("--sampler cmaes needs the cmaes package: pip install cmaes")
+        if n_objectives > 1:
+            raise UserError("--sampler cmaes is single-objective; use nsga2 or tpe with several --objectives")
+        return optuna.samplers.CmaEsSampler(
+            seed=seed, n_startup_trials=startup_trials, warn_independent_sampling=False,
+            independent_sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials),
+        )
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, startup_trials))
+    raise UserError(f"--sampler: unknown sampler {name!r} (choose from {', '.join(SAMPLERS)})")
+
+
+def make_pruner(name: str, min_resource: int, max_resource: int) -> optuna.pruners.BasePruner:
+    """The Optuna pruner for ``--pruner NAME``; resources are validation examples evaluated."""
+    if name == "sha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=min_resource, max_resource=max(max_resource, min_resource), reduction_factor=2
+        )
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UserError(f"--pruner: unknown pruner {name!r} (choose from {', '.join(PRUNERS)})")
+
+
+def open_storage(storage: str | None, run_dir: Path) -> optuna.storages.BaseStorage:
+    """``None`` -> SQLite under the run dir; ``*.log``/``*.journal``/``*.jsonl`` -> journal file; else SQLAlchemy URL."""
+    try:
+        if storage is None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            storage = f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
+        if "://" not in storage:
+            from optuna.storages.journal import JournalFileBackend
+
+            path = Path(storage).expanduser().resolve()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        kwargs: dict[str, Any] = {}
+        if storage.startswith("sqlite"):
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        return optuna.storages.RDBStorage(storage, **kwargs)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure to open storage is a bad --storage value
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"--storage {storage}: cannot open ({first})") from None
+
+
+class OptunaOptimizer(Optimizer):
+    """Ask/tell over an Optuna study; the graph of each trial comes from the search space."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        study_name: str,
+        storage: optuna.storages.BaseStorage | str | None,
+        sampler: str = "tpe",
+        pruner: str = "sha",
+        objectives: tuple[str, ...] = ("accuracy",),
+        seed: int = 0,
+        min_resource: int = 8,
+        max_resource: int = 64,
+        startup_trials: int = 8,
+        baselines: Mapping[str, AgentGraph] | None = None,
+        study_config: Mapping[str, Any] | None = None,
+    ):
+        self.space = space
+        self.name = sampler
+        self.objectives = tuple(objectives)
+        self.multi = len(self.objectives) > 1
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        sampler_obj = make_sampler(sampler, seed, len(self.objectives), startup_trials)
+        pruner_obj = make_pruner(pruner if not self.multi else "none", min_resource, max_resource)
+        if self.multi and pruner != "none":
+            log.warning("Optuna does not prune multi-objective studies: --pruner %s is ignored", pruner)
+        config = dict(study_config or {})
+        config.setdefault("objectives", list(self.objectives))
+        config.setdefault("space", space.to_dict())
+        try:
+            existing = optuna.study.get_all_study_names(storage=storage) if storage is not None else []
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"--storage: cannot read studies ({str(exc).splitlines()[0]})") from None
+        resumed = study_name in existing
+        if resumed:
+            self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler_obj, pruner=pruner_obj)
+            self._check_resume(study_name, config)
+        else:
+            self.study = optuna.create_study(
+                study_name=study_name, storage=storage, sampler=sampler_obj, pruner=pruner_obj,
+                directions=[OBJECTIVES[o] for o in self.objectives],
+            )
+            self.study.set_user_attr("agentsearch.config", config)
+        self.resumed = resumed
+        self._requeue_interrupted()
+        if not resumed:
+            for bname, graph in (baselines or {}).items():
+                self.enqueue(graph, origin=f"baseline:{bname}")
+
+    # -- study bookkeeping ----------------------------------------------------------------------
+
+    def _check_resume(self, study_name: str, config: Mapping[str, Any]) -> None:
+        stored = self.study.user_attrs.get("agentsearch.config", {})
+        for key in sorted(set(stored) | set(config)):
+            if key in ("trials", "parallel", "concurrency", "sampler", "pruner"):
+                continue  # may change between sessions of one study
+            if stored.get(key) != config.get(key):
+                raise UserError(
+                    f"--study {study_name}: exists with a different {key} ({stored.get(key)!r} != {config.get(key)!r}); "
+                    "use another --study name"
+                )
+
+    def _requeue_interrupted(self) -> None:
+        """Trials left RUNNING by a crashed process are failed (reason: interrupted) and queued again."""
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            optuna.Trial(self.study, t._trial_id).set_user_attr("reason", "interrupted (process stopped); re-queued")
+            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            attrs = {k: v for k, v in t.user_attrs.items() if k in ("origin", "fixed_graph")}
+            self.study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
+            log.info("trial %d was interrupted; queued again", t.number)
+
+    def enqueue(self, graph: AgentGraph, origin: str, params: Mapping[str, Any] | None = None) -> None:
+        """Queue a known graph (a baseline, a proposal, a retry) as the next trial."""
+        params = dict(params) if params else self.space.encode(graph)
+        attrs: dict[str, Any] = {"origin": origin, "graph_name": graph.name}
+        if params is None:
+            params = {}
+            attrs["fixed_graph"] = graph.to_yaml()
+        self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+
+    # -- ask / tell -----------------------------------------------------------------------------
+
+    def ask(self) -> Candidate:
+        trial = self.study.ask()
+        origin = trial.user_attrs.get("origin") or self.name
+        fixed = trial.user_attrs.get("fixed_graph")
+        graph = AgentGraph.from_text(fixed, source=f"trial {trial.number}") if fixed else self.space.sample(trial)
+        name = trial.user_attrs.get("graph_name") or f"trial-{trial.number}"
+        graph = graph.model_copy(update={"name": name})
+        trial.set_user_attr("origin", origin)
+        trial.set_user_attr("graph", graph.to_yaml())
+        trial.set_user_attr("config_hash", graph.config_hash)
+        return Candidate(number=trial.number, graph=graph, params=dict(trial.params), origin=origin, handle=trial)
+
+    def should_prune(self, candidate: Candidate, step: int, value: float) -> bool:
+        if self.multi:
+            return False
+        trial: optuna.Trial = candidate.handle
+        trial.report(value, step)
+        return (not candidate.is_baseline) and trial.should_prune()
+
+    def tell(self, candidate: Candidate, result: TrialResult) -> None:
+        trial: optuna.Trial = candidate.handle
+        trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
+        if result.reason:
+            trial.set_user_attr("reason", result.reason[:2000])
+        if result.state == "COMPLETE":
+            self.study.tell(trial, result.values(self.objectives))
+        elif result.state == "PRUNED":
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def trials(self) -> list[FinishedTrial]:
+        frozen = self.study.get_trials(deepcopy=False, states=tuple(_STATE))
+        return [finished_trial(t) for t in sorted(frozen, key=lambda t: t.number)]
+
+    def best(self) -> list[FinishedTrial]:
+        return study_best(self.study)
+
+    def n_waiting(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
+def finished_trial(t: optuna.trial.FrozenTrial) -> FinishedTrial:
+    """A stored Optuna trial as a :class:`FinishedTrial` (graph rebuilt from its YAML user attr)."""
+    text = t.user_attrs.get("graph")
+    graph = AgentGraph.from_text(text, source=f"trial {t.number}") if text else None
+    return FinishedTrial(
+        number=t.number, state=_STATE[t.state], graph=graph, params=dict(t.params),
+        values=list(t.values) if t.values is not None else None,
+        metrics=dict(t.user_attrs.get("metrics", {})), origin=t.user_attrs.get("origin", ""),
+        reason=t.user_attrs.get("reason"),
+    )
+
+
+def study_best(study: optuna.Study) -> list[FinishedTrial]:
+    """The best trial (one objective) or the Pareto set (several), best first."""
+    try:
+        best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    except ValueError:
+        return []
+    return [finished_trial(t) for t in sorted(best, key=lambda t: (-t.values[0], t.number))]
+
+
+def load_study(study_name: str, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """An existing study, or a one-line error listing the studies in that storage."""
+    names = optuna.study.get_all_study_names(storage=storage)
+    if study_name not in names:
+        known = ", ".join(names[-5:]) or "none"
+        raise UserError(f"--study {study_name}: no such study in this storage (found: {known})")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study_name, storage=storage)

@@ -1,0 +1,84 @@
+"""Export the best agents of a study as configs (never pickles of live programs).
+
+``best.yaml`` runs with ``main.py run`` / ``main.py evaluate``; ``pareto/`` holds the Pareto agents
+of a multi-objective study; ``program.json`` is the DSPy state of the best program
+(``program.save``) for plain DSPy; ``summary.json`` says how to reproduce the reported scores.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from agentsearch.optimizers.base import FinishedTrial
+
+
+def reproduce_command(config: Mapping[str, Any], agent_path: Path) -> str:
+    """The ``main.py evaluate`` command that reproduces the reported test score."""
+    parts = ["python", "main.py", "evaluate", "--agent", str(agent_path), "--benchmark", str(config["benchmark"])]
+    if config.get("data"):
+        parts += ["--data", str(config["data"])]
+    parts += [
+        "--split", "test", "--seed", str(config["seed"]),
+        "--val-size", str(config["val_size"]), "--test-size", str(config["test_size"]),
+    ]
+    return shlex.join(parts)
+
+
+def export_study(
+    out_dir: str | Path,
+    best: list[FinishedTrial],
+    config: Mapping[str, Any],
+    test_results: Mapping[str, Mapping[str, Any]],
+    baselines_test: Mapping[str, float | None] | None = None,
+) -> dict[str, Any]:
+    """Write best.yaml, pareto/*.yaml, program.json and summary.json; returns what was written."""
+    from agentsearch.evaluators.compile import compile_graph
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not best or best[0].graph is None:
+        raise ValueError("the study has no complete trial to export")
+    top = best[0]
+    best_graph = top.graph.model_copy(update={"name": "best", "description": f"trial {top.number} ({top.origin})"})
+    best_path = best_graph.save(out / "best.yaml")
+    compile_graph(best_graph).save(str(out / "program.json"))
+    pareto_paths = []
+    if len(best) > 1 or len(config.get("objectives", [])) > 1:
+        for i, trial in enumerate(best):
+            if trial.graph is None:
+                continue
+            g = trial.graph.model_copy(update={"name": f"pareto-{i}", "description": f"trial {trial.number}"})
+            pareto_paths.append(str(g.save(out / "pareto" / f"pareto-{i}-trial{trial.number}.yaml")))
+
+    def entry(trial: FinishedTrial) -> dict[str, Any]:
+        assert trial.graph is not None
+        return {
+            "trial": trial.number,
+            "origin": trial.origin,
+            "config_hash": trial.graph.config_hash,
+            "summary": trial.graph.summary(),
+            "values": trial.values,
+            "val": trial.metrics,
+            "test": test_results.get(trial.graph.config_hash),
+        }
+
+    summary = {
+        "study": config.get("study"),
+        "benchmark": config.get("benchmark"),
+        "data": config.get("data"),
+        "seed": config.get("seed"),
+        "val_size": config.get("val_size"),
+        "test_size": config.get("test_size"),
+        "objectives": config.get("objectives"),
+        "best": entry(top),
+        "pareto": [entry(t) for t in best] if pareto_paths else [],
+        "baselines_test": dict(baselines_test or {}),
+        "reproduce": reproduce_command(config, best_path) + " --model MODEL --api-base URL",
+        "files": {"best": str(best_path), "program": str(out / "program.json"), "pareto": pareto_paths},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return summary

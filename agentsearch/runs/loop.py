@@ -1,0 +1,247 @@
+"""The one search loop: ask candidates, evaluate them on growing validation minibatches, tell results.
+
+``parallel`` candidates are evaluated at once (ask/tell from the main thread, evaluations in worker
+threads). Each candidate is scored on the first 8, 16, 32, ... validation examples; after each
+minibatch its running score is reported to the optimizer, which may prune it. A trial whose
+examples failed (endpoint errors after retries) is recorded as FAIL with the reason, never scored,
+and queued again; too many consecutive failures stop the study cleanly so it can be resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import dspy
+
+from agentsearch.evaluators.benchmarks import Example
+from agentsearch.evaluators.evaluator import EvalResult, Evaluator, ExampleRecord
+from agentsearch.optimizers.base import Candidate, Optimizer, TrialResult
+from agentsearch.search_space.graph import AgentGraph
+
+log = logging.getLogger(__name__)
+
+ProgramFactory = Callable[[AgentGraph], dspy.Module]
+
+
+def minibatch_schedule(n: int, first: int = 8) -> list[int]:
+    """Cumulative example counts at which a candidate is scored: first, 2*first, 4*first, ..., n."""
+    if n <= 0:
+        return []
+    steps, size = [], max(1, first)
+    while size < n:
+        steps.append(size)
+        size *= 2
+    steps.append(n)
+    return steps
+
+
+class LoopObserver(Protocol):
+    """Progress hooks (the CLI's progress bar, MLflow logging). All optional."""
+
+    def trial_started(self, candidate: Candidate) -> None: ...
+    def example_done(self, candidate: Candidate, record: ExampleRecord) -> None: ...
+    def trial_finished(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None: ...
+
+
+class StudyStopped(Exception):
+    """The loop stopped early (too many consecutive failures); the study can be resumed."""
+
+
+@dataclass
+class LoopStats:
+    finished: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    duplicates: int = 0
+    calls: int = 0
+    tokens: int = 0
+    wall_s: float = 0.0
+    stopped_reason: str | None = None
+    by_model: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add_usage(self, records: Sequence[ExampleRecord]) -> None:
+        self.calls += sum(r.calls for r in records)
+        self.tokens += sum(r.tokens for r in records)
+
+
+class SearchLoop:
+    """Runs an optimizer until the study holds ``n_trials`` finished (complete or pruned) trials."""
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        program_factory: ProgramFactory,
+        metric: Callable[[Example, str], bool],
+        val_examples: Sequence[Example],
+        *,
+        n_trials: int,
+        parallel: int = 1,
+        concurrency: int = 8,
+        min_batch: int = 8,
+        max_consecutive_failures: int = 3,
+        observer: LoopObserver | None = None,
+    ):
+        if n_trials <= 0:
+            raise ValueError("n_trials must be > 0")
+        self.optimizer = optimizer
+        self.program_factory = program_factory
+        self.metric = metric
+        self.val = list(val_examples)
+        self.n_trials = n_trials
+        self.parallel = max(1, parallel)
+        self.concurrency = concurrency
+        self.schedule = minibatch_schedule(len(self.val), min_batch)
+        self.max_consecutive_failures = max_consecutive_failures
+        self.observer = observer
+        self.stats = LoopStats()
+        self._cancel = threading.Event()
+        self._known: dict[str, dict[str, float]] = {
+            t.graph.config_hash: t.metrics
+            for t in optimizer.trials()
+            if t.state == "COMPLETE" and t.graph is not None and t.metrics
+        }
+
+    # -- evaluation of one candidate --------------------------------------------------------------
+
+    def evaluate_candidate(self, candidate: Candidate) -> tuple[TrialResult, list[ExampleRecord]]:
+        graph = candidate.graph
+        known = self._known.get(graph.config_hash)
+        if known is not None:
+            return TrialResult("COMPLETE", dict(known), reason="duplicate config: result reused"), []
+        program = self.program_factory(graph)
+        observer = self.observer
+
+        def progress(done: int, total: int, record: ExampleRecord) -> None:
+            if observer is not None:
+                observer.example_done(candidate, record)
+
+        evaluator = Evaluator(self.metric, concurrency=self.concurrency, progress=progress)
+        records: list[ExampleRecord] = []
+        for step in self.schedule:
+            if self._cancel.is_set():
+                return TrialResult("FAIL", _metrics(records), reason="interrupted"), records
+            batch = self.val[len(records):step]
+            result: EvalResult = evaluator.evaluate(program, batch, cancel=self._cancel)
+            records.extend(result.records)
+            errors = [r for r in records if r.error]
+            if errors:
+                reason = f"{len(errors)} of {len(records)} examples failed after retries; first: {errors[0].error}"
+                return TrialResult("FAIL", _metrics(records), reason=reason, step=len(records)), records
+            metrics = _metrics(records)
+            if step < len(self.val) and self.optimizer.should_prune(candidate, step, metrics["val_score"]):
+                metrics["pruned_step"] = float(step)
+                return TrialResult("PRUNED", metrics, reason=f"pruned after {step} examples", step=step), records
+        return TrialResult("COMPLETE", _metrics(records), step=len(records)), records
+
+    def _guarded(self, candidate: Candidate) -> tuple[TrialResult, list[ExampleRecord]]:
+        try:
+            if self.observer is not None:
+                self.observer.trial_started(candidate)
+            return self.evaluate_candidate(candidate)
+        except Exception as exc:  # noqa: BLE001 - a broken candidate fails its trial, not the study
+            log.exception("trial %d crashed", candidate.number)
+            return TrialResult("FAIL", {}, reason=f"{type(exc).__name__}: {exc}"[:2000]), []
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> LoopStats:
+        start = time.perf_counter()
+        remaining = self.n_trials - self.optimizer.n_finished()
+        consecutive_failures = 0
+        in_flight: dict[Future, Candidate] = {}
+        pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="agentsearch-trial")
+        try:
+            while remaining > 0 or in_flight:
+                while remaining - len(in_flight) > 0 and len(in_flight) < self.parallel:
+                    candidate = self.optimizer.ask()
+                    in_flight[pool.submit(self._guarded, candidate)] = candidate
+                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                for future in done:
+                    candidate = in_flight.pop(future)
+                    result, records = future.result()
+                    self._finish(candidate, result, records)
+                    if result.state == "FAIL":
+                        consecutive_failures += 1
+                        self._requeue(candidate)
+                    else:
+                        consecutive_failures = 0
+                        remaining -= 1
+                if consecutive_failures >= self.max_consecutive_failures:
+                    self.stats.stopped_reason = (
+                        f"{consecutive_failures} trials failed in a row (last: {result.reason}); "
+                        "the study is saved and can be resumed"
+                    )
+                    self._cancel.set()
+                    self._drain(in_flight)
+                    raise StudyStopped(self.stats.stopped_reason)
+        except KeyboardInterrupt:
+            self._cancel.set()
+            self.stats.stopped_reason = "interrupted"
+            self._drain(in_flight)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.stats.wall_s += time.perf_counter() - start
+        return self.stats
+
+    def _drain(self, in_flight: dict[Future, Candidate]) -> None:
+        """Cancel running evaluations; record them as FAIL (interrupted) and queue them again."""
+        for future, candidate in list(in_flight.items()):
+            try:
+                result, records = future.result()
+            except Exception as exc:  # noqa: BLE001
+                result, records = TrialResult("FAIL", {}, reason=f"{type(exc).__name__}: {exc}"), []
+            if result.state != "FAIL":
+                self._finish(candidate, result, records)
+                continue
+            result.reason = "interrupted"
+            self._finish(candidate, result, records)
+            self._requeue(candidate)
+        in_flight.clear()
+
+    def _requeue(self, candidate: Candidate) -> None:
+        enqueue = getattr(self.optimizer, "enqueue", None)
+        if enqueue is not None and not candidate.origin.endswith(":retry"):
+            base = candidate.origin.removesuffix(":retry")
+            enqueue(candidate.graph, origin=f"{base}:retry", params=candidate.params)
+
+    def _finish(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
+        self.optimizer.tell(candidate, result)
+        self.stats.add_usage(records)
+        if result.state == "COMPLETE":
+            self.stats.complete += 1
+            self.stats.finished += 1
+            if result.reason and result.reason.startswith("duplicate"):
+                self.stats.duplicates += 1
+            else:
+                self._known.setdefault(candidate.graph.config_hash, dict(result.metrics))
+        elif result.state == "PRUNED":
+            self.stats.pruned += 1
+            self.stats.finished += 1
+        else:
+            self.stats.failed += 1
+        if self.observer is not None:
+            self.observer.trial_finished(candidate, result, records)
+
+
+def _metrics(records: Sequence[ExampleRecord]) -> dict[str, Any]:
+    n = len(records)
+    if n == 0:
+        return {"n_examples": 0.0}
+    return {
+        "val_score": sum(r.correct for r in records) / n,
+        "tokens_per_question": sum(r.tokens for r in records) / n,
+        "calls_per_question": sum(r.calls for r in records) / n,
+        "latency_per_question_s": sum(r.latency_s for r in records) / n,
+        "n_examples": float(n),
+        "n_errors": float(sum(r.error is not None for r in records)),
+        "calls": float(sum(r.calls for r in records)),
+        "tokens": float(sum(r.tokens for r in records)),
+    }

@@ -1,0 +1,327 @@
+"""A whole study: data splits, optimizer, the search loop, MLflow, the held-out test, export.
+
+The CLI (``main.py optimize``) builds a :class:`StudyConfig` and the LMs, then calls
+:func:`run_study`; everything it reports comes back as a JSON-able summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec, get_benchmark
+from agentsearch.evaluators.compile import compile_graph
+from agentsearch.evaluators.evaluator import Evaluator, ExampleRecord
+from agentsearch.optimizers.base import Candidate, FinishedTrial, Optimizer, TrialResult, parse_objectives
+from agentsearch.optimizers.optuna_opt import OptunaOptimizer, open_storage
+from agentsearch.runs.loop import LoopStats, SearchLoop
+from agentsearch.search_space.baselines import baseline_graphs
+from agentsearch.search_space.graph import AgentGraph
+from agentsearch.search_space.space import SearchSpace
+
+log = logging.getLogger(__name__)
+
+#: Rough tokens per LM call used for the projection before a run (prompt + completion).
+TOKENS_PER_CALL_ESTIMATE = 450
+
+
+@dataclass
+class StudyConfig:
+    study: str
+    benchmark: str
+    data: str | None = None
+    seed: int = 0
+    val_size: int | float = 50
+    test_size: int | float = 100
+    trials: int = 20
+    levels: str = "prompt,module,agent"
+    sampler: str = "tpe"
+    pruner: str = "sha"
+    objectives: tuple[str, ...] = ("accuracy",)
+    parallel: int = 2
+    concurrency: int = 8
+    min_batch: int = 8
+    run_dir: Path = Path("runs")
+    storage: str | None = None
+    tracking_uri: str | None = None
+    tracking: bool = True
+    models: dict[str, dict[str, str]] = field(default_factory=dict)  # alias -> public endpoint info
+    baselines: bool = True
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed study must share with the stored one."""
+        return {
+            "benchmark": self.benchmark, "data": self.data, "seed": self.seed, "val_size": self.val_size,
+            "test_size": self.test_size, "levels": sorted(s.strip() for s in self.levels.split(",") if s.strip()),
+            "objectives": list(self.objectives),
+        }
+
+    def public(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        d["objectives"] = list(self.objectives)
+        return d
+
+
+@dataclass
+class Projection:
+    val_examples: int
+    test_examples: int
+    calls_per_question: float
+    max_calls: int
+    max_tokens: int
+
+    def describe(self) -> str:
+        return (
+            f"projected: up to {self.max_calls:,} LLM calls, ~{self.max_tokens:,} tokens "
+            f"({self.val_examples} val x trials, {self.test_examples} test; "
+            f"~{self.calls_per_question:.1f} calls/question on average in this space; pruning lowers it)"
+        )
+
+
+def project_budget(space: SearchSpace, cfg: StudyConfig, n_val: int, n_test: int, remaining: int) -> Projection:
+    """Upper-bound projection of LLM calls: every remaining trial on the full val split, plus the test."""
+    import optuna
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.seed))
+    calls = []
+    for _ in range(200):
+        trial = study.ask()
+        calls.append(space.sample(trial).expected_calls())
+        study.tell(trial, 0.0)
+    per_q = sum(calls) / len(calls)
+    base = list(baseline_graphs().values()) if cfg.baselines else []
+    search_calls = per_q * n_val * remaining
+    test_calls = (sum(g.expected_calls() for g in base) + per_q * max(1, len(cfg.objectives))) * n_test
+    total = int(search_calls + test_calls)
+    return Projection(n_val, n_test, per_q, total, total * TOKENS_PER_CALL_ESTIMATE)
+
+
+class _Observers:
+    """Fan-out of loop events; also tracks the best value for MLflow."""
+
+    def __init__(self, observers: list[Any]):
+        self.observers = [o for o in observers if o is not None]
+
+    def trial_started(self, candidate: Candidate) -> None:
+        for o in self.observers:
+            if hasattr(o, "trial_started"):
+                o.trial_started(candidate)
+
+    def example_done(self, candidate: Candidate, record: ExampleRecord) -> None:
+        for o in self.observers:
+            if hasattr(o, "example_done"):
+                o.example_done(candidate, record)
+
+    def trial_finished(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
+        for o in self.observers:
+            if hasattr(o, "trial_finished"):
+                o.trial_finished(candidate, result, records)
+
+
+class _MlflowObserver:
+    def __init__(self, tracker: Any, parent_run_id: str):
+        self.tracker = tracker
+        self.parent = parent_run_id
+        self.best: float | None = None
+
+    def trial_finished(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
+        from dataclasses import asdict as _asdict
+
+        try:
+            self.tracker.log_trial(
+                self.parent, candidate.number, graph=candidate.graph, params=candidate.params, state=result.state,
+                metrics=result.metrics, records=[_asdict(r) for r in records], reason=result.reason,
+                origin=candidate.origin,
+            )
+            score = result.metrics.get("val_score")
+            if result.state == "COMPLETE" and score is not None and (self.best is None or score > self.best):
+                self.best = score
+                self.tracker.log_best(self.parent, score, candidate.number)
+        except Exception:  # noqa: BLE001 - tracking must never crash a study
+            log.exception("MLflow logging of trial %d failed", candidate.number)
+
+
+def evaluate_on_test(
+    graphs: Mapping[str, AgentGraph],
+    lms: Mapping[str, dspy.BaseLM],
+    bench: Benchmark,
+    test: list,
+    concurrency: int,
+    cache: dict[str, dict[str, Any]],
+    on_done: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Score each graph once on the test split (results cached by config hash)."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, graph in graphs.items():
+        key = graph.config_hash
+        if key not in cache:
+            result = Evaluator(bench.metric, concurrency=concurrency).evaluate(compile_graph(graph, lms=lms), test)
+            s = result.summary()
+            cache[key] = {k: s[k] for k in ("score", "n", "n_errors", "tokens_per_question", "calls_per_question")}
+            if on_done is not None:
+                on_done(label, cache[key])
+        out[label] = cache[key]
+    return out
+
+
+def run_study(
+    cfg: StudyConfig,
+    lms: Mapping[str, dspy.BaseLM],
+    *,
+    observer: Any = None,
+    announce: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Run (or resume) a study to ``cfg.trials`` finished trials, test the best once, export."""
+    objectives = parse_objectives(cfg.objectives)
+    bench = get_benchmark(cfg.benchmark, data=cfg.data, seed=cfg.seed)
+    splits = bench.split(SplitSpec(seed=cfg.seed, val_size=cfg.val_size, test_size=cfg.test_size))
+    val, test = splits["val"], splits["test"]
+    if not val or not test:
+        from agentsearch.errors import UserError
+
+        raise UserError("--val-size/--test-size: the validation and test splits must both be non-empty")
+    space = SearchSpace.from_levels(cfg.levels)
+    storage = open_storage(cfg.storage, cfg.run_dir)
+    optimizer = OptunaOptimizer(
+        space, study_name=cfg.study, storage=storage, sampler=cfg.sampler, pruner=cfg.pruner,
+        objectives=objectives, seed=cfg.seed, min_resource=cfg.min_batch, max_resource=len(val),
+        startup_trials=max(4, min(10, cfg.trials // 3)),
+        baselines=baseline_graphs() if cfg.baselines else None, study_config=cfg.identity(),
+    )
+    remaining = max(0, cfg.trials - optimizer.n_finished())
+    if optimizer.resumed:
+        announce(f"resuming study '{cfg.study}': {optimizer.n_finished()} trials finished, {remaining} to go")
+    announce(project_budget(space, cfg, len(val), len(test), remaining).describe())
+
+    tracker, parent = None, None
+    if cfg.tracking:
+        from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
+
+        uri = cfg.tracking_uri or default_tracking_uri(cfg.run_dir)
+        tracker = MlflowTracker(uri, experiment="agentsearch")
+        parent = tracker.start_study(
+            cfg.study, config=cfg.public(), space=space.describe(),
+            budget={"trials": cfg.trials, "val_examples": len(val), "test_examples": len(test)},
+            resume_run_id=optimizer.study.user_attrs.get("mlflow_run_id"),
+        )
+        optimizer.study.set_user_attr("mlflow_run_id", parent)
+
+    loop = SearchLoop(
+        optimizer, lambda g: compile_graph(g, lms=lms), bench.metric, val, n_trials=cfg.trials,
+        parallel=cfg.parallel, concurrency=cfg.concurrency, min_batch=cfg.min_batch,
+        observer=_Observers([observer, _MlflowObserver(tracker, parent) if tracker else None]),
+    )
+    status = "FINISHED"
+    try:
+        stats = loop.run() if remaining > 0 else LoopStats()
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except Exception:
+        status = "FAILED"
+        raise
+    finally:
+        if tracker is not None and status != "FINISHED":
+            tracker.finish_study(parent, status=status)
+
+    summary = finalize_study(optimizer, cfg, bench, test, lms, stats, announce=announce)
+    if tracker is not None:
+        summary["tracking_uri"] = tracker.tracking_uri
+        for name in ("best.yaml", "summary.json", "program.json"):
+            path = Path(summary["export_dir"]) / name
+            if path.exists():
+                tracker.log_artifact_file(parent, path, artifact_path="export")
+        tracker.finish_study(parent, status="FINISHED", summary=_numeric_summary(summary))
+    return summary
+
+
+def finalize_study(
+    optimizer: Optimizer,
+    cfg: StudyConfig,
+    bench: Benchmark,
+    test: list,
+    lms: Mapping[str, dspy.BaseLM],
+    stats: LoopStats,
+    announce: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Held-out test (once per config), export, and the summary."""
+    best = optimizer.best()
+    if not best:
+        from agentsearch.errors import UserError
+
+        raise UserError(f"study '{cfg.study}': no trial completed, nothing to test or export")
+    attrs = getattr(optimizer, "study", None)
+    cache: dict[str, dict[str, Any]] = dict(attrs.user_attrs.get("test_results", {})) if attrs else {}
+    graphs: dict[str, AgentGraph] = {}
+    if cfg.baselines:
+        graphs.update({f"baseline:{n}": g for n, g in baseline_graphs().items()})
+    for i, trial in enumerate(best):
+        assert trial.graph is not None
+        graphs[f"best:{i}"] = trial.graph
+    announce(f"held-out test: {len(test)} examples for {len(graphs)} agents (once each)")
+    results = evaluate_on_test(graphs, lms, bench, test, cfg.concurrency, cache)
+    if attrs is not None:
+        attrs.set_user_attr("test_results", cache)
+    from agentsearch.runs.export import export_study
+
+    export_dir = cfg.run_dir / cfg.study / "export"
+    baselines_test = {k.split(":", 1)[1]: v["score"] for k, v in results.items() if k.startswith("baseline:")}
+    config = {**cfg.identity(), "study": cfg.study, "objectives": list(cfg.objectives)}
+    export_study(export_dir, best, config, cache, baselines_test)
+    trials = optimizer.trials()
+    top = best[0]
+    baseline_val = {
+        t.origin.split(":")[1]: t.metrics.get("val_score") for t in trials
+        if t.origin.startswith("baseline:") and t.state == "COMPLETE"
+    }
+    return {
+        "study": cfg.study,
+        "benchmark": bench.name,
+        "best_val": top.metrics.get("val_score"),
+        "best_test": results["best:0"]["score"],
+        "best_trial": top.number,
+        "best_origin": top.origin,
+        "best_summary": top.graph.summary() if top.graph else None,
+        "best_tokens_per_question": top.metrics.get("tokens_per_question"),
+        "baselines": baselines_test,
+        "baselines_val": baseline_val,
+        "pareto": [
+            {"trial": t.number, "values": t.values, "test": results[f"best:{i}"]["score"]}
+            for i, t in enumerate(best)
+        ] if len(cfg.objectives) > 1 else [],
+        "n_trials": sum(t.state in ("COMPLETE", "PRUNED") for t in trials),
+        "n_complete": sum(t.state == "COMPLETE" for t in trials),
+        "n_pruned": sum(t.state == "PRUNED" for t in trials),
+        "n_failed": sum(t.state == "FAIL" for t in trials),
+        "calls": int(sum(t.metrics.get("calls", 0) for t in trials)),
+        "tokens": int(sum(t.metrics.get("tokens", 0) for t in trials)),
+        "session_calls": stats.calls,
+        "wall_s": stats.wall_s,
+        "export_dir": str(export_dir),
+        "test": results,
+        "seed": cfg.seed,
+        "val_size": cfg.val_size,
+        "test_size": cfg.test_size,
+    }
+
+
+def _numeric_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "test"}
+
+
+def default_study_name(benchmark: str) -> str:
+    """A readable, unique-enough default study name."""
+    import time
+
+    slug = benchmark.replace(":", "-").replace("/", "-")
+    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{random.randint(0, 999):03d}"
+
+
+__all__ = ["StudyConfig", "run_study", "finalize_study", "project_budget", "default_study_name", "FinishedTrial"]
