@@ -85,12 +85,10 @@ def metering(meter: Meter | None = None) -> Iterator[Meter]:
         _METER.reset(token)
 
 
-class MeteredLM(dspy.LM):
-    """``dspy.LM`` that reports each call to the active :class:`Meter` under its alias."""
+class MeteringMixin:
+    """Mix into any ``dspy.BaseLM`` subclass: each call is reported to the active :class:`Meter`."""
 
-    def __init__(self, model: str, *, alias: str = "default", **kwargs: Any):
-        super().__init__(model, **kwargs)
-        self.alias = alias
+    alias: str = "default"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         meter = _METER.get()
@@ -118,6 +116,14 @@ class MeteredLM(dspy.LM):
                 for lm_name, es in tracker.usage_data.items():
                     parent.usage_data[lm_name].extend(es)
             meter.record(self.alias, usage)
+
+
+class MeteredLM(MeteringMixin, dspy.LM):
+    """``dspy.LM`` that reports each call to the active :class:`Meter` under its alias."""
+
+    def __init__(self, model: str, *, alias: str = "default", **kwargs: Any):
+        super().__init__(model, **kwargs)
+        self.alias = alias
 
 
 @dataclass(frozen=True)

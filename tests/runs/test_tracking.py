@@ -1,0 +1,356 @@
+"""MlflowTracker against a real (temporary) SQLite MLflow store; offline."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from agentsearch.runs.tracking import MAX_PARAM_LEN, MlflowTracker, default_tracking_uri, flatten, redact
+from agentsearch.search_space.graph import AgentGraph
+
+SECRET = "sk-THIS-IS-A-SECRET-123"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory) -> MlflowTracker:
+    # One store for the module: creating/migrating a fresh SQLite store takes seconds.
+    return MlflowTracker(default_tracking_uri(tmp_path_factory.mktemp("run")))
+
+
+@pytest.fixture
+def graph() -> AgentGraph:
+    return AgentGraph.single("cot", name="x")
+
+
+def records(n: int) -> list[dict]:
+    return [
+        {
+            "id": f"ex{i}", "question": f"What is {i}+1? " + "long " * 1000, "gold": str(i + 1),
+            "prediction": str(i + 1 if i % 2 else i), "correct": bool(i % 2), "prompt_tokens": 10,
+            "completion_tokens": 5, "calls": 1, "cached_calls": 0, "latency_s": 0.25, "attempts": 1,
+            "error": None if i else "TimeoutError: boom", "reasoning": "because",
+        }
+        for i in range(n)
+    ]
+
+
+def artifact_texts(tracker: MlflowTracker, run_id: str) -> dict[str, str]:
+    root = Path(urlparse(tracker.client.get_run(run_id).info.artifact_uri).path)
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes().decode("utf-8", "replace")
+        for p in root.rglob("*") if p.is_file()
+    }
+
+
+def assert_no_secret(tracker: MlflowTracker, run_id: str) -> None:
+    run = tracker.client.get_run(run_id)
+    for k, v in {**run.data.params, **run.data.tags}.items():
+        assert "api_key" not in k.lower() and SECRET not in k and SECRET not in v, k
+    for name, text in artifact_texts(tracker, run_id).items():
+        assert SECRET not in text, name
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def test_default_tracking_uri_is_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    uri = default_tracking_uri(Path("runs/r1"))
+    assert uri == f"sqlite:///{tmp_path.resolve()}/runs/r1/mlflow.db"
+    assert uri.startswith("sqlite:////")
+
+
+def test_tracker_uri_and_artifact_root_are_absolute(tracker):
+    assert tracker.tracking_uri.startswith("sqlite:////")
+    db = Path(tracker.tracking_uri.removeprefix("sqlite:///"))
+    assert db.is_absolute() and db.exists()
+    assert tracker.artifact_root == db.parent / "mlartifacts"
+    exp = tracker.client.get_experiment(tracker.experiment_id)
+    assert exp.name == "agentsearch"
+    assert exp.artifact_location == tracker.artifact_root.as_uri()
+    # a second tracker on the same store reuses the experiment
+    assert MlflowTracker(tracker.tracking_uri).experiment_id == tracker.experiment_id
+
+
+def test_flatten():
+    flat = flatten({"a": {"b": {"c": 1}}, "l": [1, "x"], "t": (2,), "n": None, "e": {}, "p": Path("/x")})
+    assert flat == {"a.b.c": "1", "l": '[1, "x"]', "t": "[2]", "n": "None", "e": "{}", "p": "/x"}
+    assert flatten({"k": 1}, prefix="budget.") == {"budget.k": "1"}
+    long = flatten({"s": "y" * 10_000})["s"]
+    assert len(long) == MAX_PARAM_LEN and long.endswith("...")
+
+
+def test_redact():
+    cfg = {
+        "api_key": SECRET, "OPENAI_API_KEY": SECRET, "apikey": SECRET, "key": SECRET,
+        "client_secret": SECRET, "hf_token": SECRET, "password": SECRET,
+        "lm": {"model": "m", "max_tokens": 256, "headers": {"Authorization": f"Bearer {SECRET}"}},
+        "models": [{"alias": "a", "api_key": SECRET}],
+        "tokens_per_question": 3.0, "key_points": 2, "monkey": 1,
+    }
+    out = redact(cfg)
+    assert out == {
+        "lm": {"model": "m", "max_tokens": 256, "headers": {}},
+        "models": [{"alias": "a"}],
+        "tokens_per_question": 3.0, "key_points": 2, "monkey": 1,
+    }
+    assert SECRET not in json.dumps(out)
+    assert cfg["api_key"] == SECRET  # input untouched
+
+
+def test_import_does_not_import_mlflow():
+    code = "import agentsearch.runs.tracking, sys; assert 'mlflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+# -- studies and trials -----------------------------------------------------------------------
+
+
+def test_study_and_complete_trial(tracker, graph):
+    config = {"lm": {"model": "qwen", "api_key": SECRET, "temperature": 0.0}, "seeds": [1, 2]}
+    space = {"ops": ["cot", "predict"], "auth": {"api_key": SECRET}}
+    parent = tracker.start_study("study-a", config, space, {"trials": 20, "max_cost": 1.5})
+
+    run = tracker.client.get_run(parent)
+    assert run.info.run_name == "study-a" and run.info.status == "RUNNING"
+    assert run.data.tags["agentsearch.study"] == "study-a"
+    assert run.data.tags["agentsearch.kind"] == "study"
+    assert run.data.params["lm.model"] == "qwen"
+    assert run.data.params["seeds"] == "[1, 2]"
+    assert run.data.params["budget.trials"] == "20"
+    space_logged = json.loads(artifact_texts(tracker, parent)["search_space.json"])
+    assert space_logged == {"ops": ["cot", "predict"], "auth": {}}
+
+    child = tracker.log_trial(
+        parent, 3, graph=graph, params={"op": "cot", "lm": {"temperature": 0.7, "api_key": SECRET}},
+        state="COMPLETE",
+        metrics={"val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4, "skip": None,
+                 "nan": float("nan")},
+        records=records(4), origin="baseline:cot",
+    )
+    run = tracker.client.get_run(child)
+    assert run.info.run_name == "trial-0003" and run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["mlflow.parentRunId"] == parent
+    assert tags["agentsearch.trial"] == "3"
+    assert tags["agentsearch.state"] == "COMPLETE"
+    assert tags["agentsearch.origin"] == "baseline:cot"
+    assert tags["agentsearch.config_hash"] == graph.config_hash
+    assert tags["agentsearch.graph"] == graph.summary()
+    assert "agentsearch.reason" not in tags
+    assert run.data.params == {
+        "op": "cot", "lm.temperature": "0.7", "graph.name": "x", "graph.hash": graph.config_hash,
+        "graph.nodes": "1",
+    }
+    assert run.data.metrics == {"val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4.0}
+
+    files = artifact_texts(tracker, child)
+    assert {"graph.yaml", "graph.png", "predictions.json"} <= set(files)
+    assert AgentGraph.from_text(files["graph.yaml"]) == graph
+    table = json.loads(files["predictions.json"])
+    assert table["columns"] == [
+        "id", "question", "gold", "prediction", "correct", "calls", "tokens", "latency_s", "error",
+    ]
+    assert len(table["data"]) == 4
+    row = dict(zip(table["columns"], table["data"][0], strict=True))
+    assert row["id"] == "ex0" and row["tokens"] == 15 and row["error"].startswith("TimeoutError")
+    assert len(row["question"]) <= 2000
+
+    assert [r.info.run_id for r in tracker.child_runs(parent)] == [child]
+    assert_no_secret(tracker, parent)
+    assert_no_secret(tracker, child)
+
+
+def test_pruned_and_failed_trials(tracker, graph):
+    parent = tracker.start_study("study-b", {}, [], {})
+    pruned = tracker.log_trial(
+        parent, 0, graph=graph, params={"op": "cot"}, state="PRUNED",
+        metrics={"val_score": 0.1, "pruned_step": 2}, records=records(2), reason="pruned at step 2",
+        origin="tpe",
+    )
+    failed = tracker.log_trial(
+        parent, 1, graph=graph, params={"op": "cot"}, state="FAIL", metrics={}, reason="GraphError: bad",
+    )
+    runs = {r.info.run_id: r for r in tracker.child_runs(parent)}
+    assert list(runs) == [pruned, failed]
+    assert runs[pruned].info.status == "FINISHED"
+    assert runs[pruned].data.tags["agentsearch.state"] == "PRUNED"
+    assert runs[pruned].data.tags["agentsearch.reason"] == "pruned at step 2"
+    assert runs[pruned].data.metrics["pruned_step"] == 2
+    assert runs[failed].info.status == "FAILED"
+    assert runs[failed].data.tags["agentsearch.state"] == "FAIL"
+    assert runs[failed].data.tags["agentsearch.reason"] == "GraphError: bad"
+    assert "predictions.json" not in artifact_texts(tracker, failed)
+
+
+class _NoPng:
+    """A graph whose drawing fails (e.g. a broken matplotlib backend)."""
+
+    def __init__(self, graph: AgentGraph):
+        self._graph = graph
+
+    def __getattr__(self, name):
+        return getattr(self._graph, name)
+
+    def render_png(self, path):
+        raise RuntimeError("no backend")
+
+
+def test_png_failure_is_only_a_warning(tracker, graph, caplog):
+    parent = tracker.start_study("study-c", {}, {}, {})
+    with caplog.at_level(logging.WARNING, logger="agentsearch.runs.tracking"):
+        child = tracker.log_trial(
+            parent, 0, graph=_NoPng(graph), params={}, state="COMPLETE", metrics={"v": 1}
+        )
+    assert "could not render graph" in caplog.text
+    files = artifact_texts(tracker, child)
+    assert "graph.yaml" in files and "graph.png" not in files
+    assert tracker.client.get_run(child).info.status == "FINISHED"
+
+
+def test_best_metrics_and_finish(tracker):
+    parent = tracker.start_study("study-d", {}, {}, {})
+    for step, value in [(0, 0.2), (3, 0.5), (7, 0.6)]:
+        tracker.log_best(parent, value, step)
+    tracker.log_metrics(parent, {"n_complete": 8, "bad": None}, step=8)
+    tracker.log_artifact_text(parent, "hello", "notes/readme.txt")
+    tracker.finish_study(
+        parent, summary={"best_value": 0.6, "n_trials": 8, "best": {"name": "x", "api_key": SECRET},
+                         "usage": {"qwen": {"calls": 12}}},
+    )
+    history = tracker.client.get_metric_history(parent, "best_val_score")
+    assert [(m.step, m.value) for m in history] == [(0, 0.2), (3, 0.5), (7, 0.6)]
+    run = tracker.client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["final.best_value"] == 0.6
+    assert run.data.metrics["final.usage.qwen.calls"] == 12
+    assert run.data.metrics["n_complete"] == 8 and "bad" not in run.data.metrics
+    files = artifact_texts(tracker, parent)
+    assert json.loads(files["summary.json"])["best"] == {"name": "x"}
+    assert files["notes/readme.txt"] == "hello"
+    assert_no_secret(tracker, parent)
+
+
+def test_resume_reopens_the_same_parent(tracker, graph, caplog):
+    config = {"seed": 1, "lm": {"model": "qwen"}}
+    parent = tracker.start_study("study-e", config, {}, {"trials": 10})
+    tracker.log_trial(parent, 0, graph=graph, params={}, state="COMPLETE", metrics={"val_score": 0.3})
+    tracker.finish_study(parent, status="KILLED")
+    assert tracker.client.get_run(parent).info.status == "KILLED"
+
+    with caplog.at_level(logging.WARNING, logger="agentsearch.runs.tracking"):
+        again = tracker.start_study(
+            "study-e", {**config, "seed": 2, "extra": "new"}, {}, {"trials": 10}, resume_run_id=parent
+        )
+    assert again == parent
+    run = tracker.client.get_run(parent)
+    assert run.info.status == "RUNNING"
+    assert run.data.params["seed"] == "1"  # MLflow params are immutable: the first value stays
+    assert run.data.params["extra"] == "new"
+    assert "already logged" in caplog.text
+    tracker.log_trial(parent, 1, graph=graph, params={}, state="COMPLETE", metrics={"val_score": 0.4})
+    assert [r.data.tags["agentsearch.trial"] for r in tracker.child_runs(parent)] == ["0", "1"]
+    studies = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string="tags.`agentsearch.study` = 'study-e'"
+    )
+    assert [r.info.run_id for r in studies] == [parent]
+
+
+def test_concurrent_trials(tracker, graph):
+    parent = tracker.start_study("study-f", {}, {}, {})
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            tracker.log_trial(
+                parent, i, graph=graph, params={"i": i}, state="COMPLETE", metrics={"val_score": i / 8},
+                records=records(3), origin="tpe",
+            )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    runs = tracker.child_runs(parent)
+    assert [r.data.tags["agentsearch.trial"] for r in runs] == [str(i) for i in range(8)]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert [r.data.metrics["val_score"] for r in runs] == [i / 8 for i in range(8)]
+    for r in runs:
+        names = {a.path for a in tracker.client.list_artifacts(r.info.run_id)}
+        assert {"graph.yaml", "graph.png", "predictions.json"} <= names
+
+
+# -- UI server --------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(120)
+def test_ui_command_starts_and_serves(tracker, tmp_path):
+    parent = tracker.start_study("study-ui", {}, {}, {})
+    port = _free_port()
+    cmd = tracker.ui_command(port=port)
+    assert cmd[:4] == [sys.executable, "-m", "mlflow", "server"]
+    assert cmd[cmd.index("--backend-store-uri") + 1] == tracker.tracking_uri
+    assert cmd[cmd.index("--artifacts-destination") + 1] == tracker.artifact_root.as_uri()
+
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    logfile = (tmp_path / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not come up"
+            time.sleep(0.5)
+
+        req = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/experiments/search", data=json.dumps({"max_results": 10}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            names = [e["name"] for e in json.load(resp)["experiments"]]
+        assert "agentsearch" in names
+        listing = f"{base}/api/2.0/mlflow/artifacts/list?run_id={parent}"
+        with urllib.request.urlopen(listing, timeout=10) as resp:
+            assert "search_space.json" in [f["path"] for f in json.load(resp)["files"]]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server spawns uvicorn and a job runner
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # whatever of the group is still there
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        logfile.close()
