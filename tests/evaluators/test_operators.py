@@ -1,0 +1,162 @@
+"""The operator contract suite: every operator in the spec registry must pass all of these.
+
+spec round trip; an implementation exists; it runs with DSPy's DummyLM and over real HTTP against
+the fake server; it counts its LM calls honestly (meter == requests the server saw <= the spec's
+cost model); it respects its knobs (instruction, temperature, max_tokens, demos, n, rounds).
+"""
+
+from __future__ import annotations
+
+import pytest
+from dspy.utils.dummies import DummyLM
+
+from agentsearch.evaluators.compile import compile_graph
+from agentsearch.evaluators.lm import MeteringMixin, metering
+from agentsearch.evaluators.operators import IMPLEMENTATIONS
+from agentsearch.search_space.graph import AgentGraph
+from agentsearch.search_space.operators import OPERATORS, LMParams
+from tests.conftest import QUESTIONS, make_lm
+from tests.fake_server import FakeOpenAIServer
+
+QUESTION = next(iter(QUESTIONS))
+GOLD = QUESTIONS[QUESTION]
+
+
+class MeteredDummyLM(MeteringMixin, DummyLM):
+    """DSPy's DummyLM, metered like our real LMs."""
+
+
+def graph_for(op: str, **params) -> AgentGraph:
+    """The smallest valid graph exercising ``op`` (aggregators get two upstream branches)."""
+    spec = OPERATORS[op]
+    if spec.kind == "aggregator":
+        nodes = [
+            {"id": "b1", "op": "cot"},
+            {"id": "b2", "op": "cot", "params": {"temperature": 0.5}},
+            {"id": "x", "op": op, "inputs": ["b1", "b2"], "params": params},
+        ]
+        return AgentGraph.from_dict({"name": op, "output": "x", "nodes": nodes})
+    return AgentGraph.from_dict({"name": op, "output": "x", "nodes": [{"id": "x", "op": op, "params": params}]})
+
+
+ALL_OPS = sorted(OPERATORS)
+
+
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_spec_round_trip_and_implementation(op):
+    spec = OPERATORS[op]
+    assert op in IMPLEMENTATIONS, f"operator {op} has a spec but no implementation"
+    assert spec.summary and spec.params.model_config.get("frozen")
+    g = graph_for(op)
+    again = AgentGraph.from_text(g.to_yaml())
+    assert again == g and again.node("x").params == g.node("x").params
+    assert spec.calls(g.node("x").params, len(g.node("x").upstream)) >= 0
+
+
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_runs_with_dummy_lm(op):
+    lm = MeteredDummyLM({"": {"reasoning": "2 + 2 = 4", "answer": "4", "critique": "fine", "is_correct": True}})
+    program = compile_graph(graph_for(op), lms={"default": lm})
+    with metering() as meter:
+        pred = program(question="What is 2 + 2?")
+    assert pred.answer == "4"
+    g = graph_for(op)
+    assert 0 < meter.total.calls <= g.expected_calls()
+
+
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_runs_over_http_and_counts_calls_honestly(op, fake_server):
+    fake_server.policy.p_direct = fake_server.policy.p_reasoning = 1.0
+    g = graph_for(op)
+    program = compile_graph(g, lms={"default": make_lm(fake_server)})
+    with metering() as meter:
+        pred = program(question=QUESTION)
+    assert pred.answer == GOLD
+    assert meter.total.calls == fake_server.n_requests, "every LM call is metered, none invented"
+    assert meter.total.calls <= g.expected_calls()
+    assert meter.total.prompt_tokens > 0 and meter.total.completion_tokens > 0
+
+
+@pytest.mark.parametrize("op", [o for o in ALL_OPS if issubclass(OPERATORS[o].params, LMParams)])
+def test_respects_instruction_temperature_max_tokens_and_demos(op, fake_server):
+    fake_server.policy.p_direct = fake_server.policy.p_reasoning = 1.0
+    params = {
+        "instruction": "Zebra instruction: answer like a careful accountant.",
+        "temperature": 0.3,
+        "max_tokens": 333,
+        "demos": [{"question": "What is 1 + 1?", "answer": "2", "reasoning": "one plus one"}],
+    }
+    program = compile_graph(graph_for(op, **params), lms={"default": make_lm(fake_server)})
+    program(question=QUESTION)
+    own = [r for r in fake_server.requests if "Zebra instruction" in r["messages"][0]["content"]]
+    assert own, "the node's instruction reaches the system prompt"
+    for body in own:
+        assert body.get("temperature") == 0.3
+        assert body.get("max_completion_tokens", body.get("max_tokens")) == 333
+    assert any("What is 1 + 1?" in str(r["messages"]) for r in own), "demos are shown"
+
+
+def test_self_consistency_makes_n_distinct_samples(fake_server):
+    program = compile_graph(graph_for("self_consistency", n=7, temperature=0.9), lms={"default": make_lm(fake_server)})
+    with metering() as meter:
+        program(question=QUESTION)
+    assert meter.total.calls == 7 == fake_server.n_requests
+
+
+def test_self_consistency_votes_the_majority(fake_server):
+    answers = iter(["5", "9", "5", "7", "5"])
+    fake_server.policy = lambda req: {"reasoning": "r", "answer": next(answers)}
+    program = compile_graph(graph_for("self_consistency", n=5, temperature=0.9), lms={"default": make_lm(fake_server)})
+    assert program(question=QUESTION).answer == "5"
+
+
+def test_self_refine_runs_k_rounds_until_judged_correct(fake_server):
+    fake_server.policy = lambda req: {"reasoning": "r", "answer": "8", "critique": "wrong", "is_correct": "False"}
+    program = compile_graph(graph_for("self_refine", rounds=3), lms={"default": make_lm(fake_server)})
+    with metering() as meter:
+        program(question=QUESTION)
+    assert meter.total.calls == 1 + 2 * 3  # draft + (critique, revise) x 3
+
+    fake_server.reset()
+    fake_server.policy = lambda req: {"reasoning": "r", "answer": "8", "critique": "ok", "is_correct": "True"}
+    with metering() as meter:
+        program(question=QUESTION)
+    assert meter.total.calls == 2  # draft + one critique that accepts it
+
+
+def test_vote_makes_no_call_and_aggregate_reads_candidates(fake_server):
+    answers = {"b1": "11", "b2": "11"}
+
+    def policy(req):
+        if "candidates" in req.last_user:
+            assert "Answer: 11" in req.last_user  # the upstream solutions are shown
+            return {"reasoning": "both agree", "answer": "11"}
+        return {"reasoning": "r", "answer": answers["b2" if req.temperature else "b1"]}
+
+    fake_server.policy = policy
+    for op, extra_calls in (("vote", 0), ("aggregate", 1)):
+        fake_server.reset()
+        program = compile_graph(graph_for(op), lms={"default": make_lm(fake_server)})
+        with metering() as meter:
+            assert program(question=QUESTION).answer == "11"
+        assert meter.total.calls == 2 + extra_calls
+
+
+def test_branches_run_concurrently(fake_server):
+    fake_server.latency = 0.3
+    g = AgentGraph.from_dict({
+        "output": "v", "nodes": [
+            {"id": f"b{i}", "op": "cot", "params": {"temperature": 0.1 * i}} for i in range(1, 5)
+        ] + [{"id": "v", "op": "vote", "inputs": ["b1", "b2", "b3", "b4"]}],
+    })
+    program = compile_graph(g, lms={"default": make_lm(fake_server)})
+    program(question=QUESTION)
+    assert fake_server.max_in_flight == 4
+
+
+def test_unknown_model_alias_is_a_graph_error(fake_server):
+    from agentsearch.errors import GraphError
+
+    g = AgentGraph.single("cot", model="big")
+    with pytest.raises(GraphError, match="params.model"):
+        compile_graph(g, lms={"default": make_lm(fake_server)})
