@@ -311,8 +311,8 @@ def test_max_in_flight_counts_concurrency() -> None:
         assert server.n_requests == 8
 
 
-def test_concurrent_throughput() -> None:
-    """Many clients at 20 ms latency are served concurrently (a serial server would do ~50 req/s)."""
+def test_concurrent_clients_overlap() -> None:
+    """Many clients at 20 ms latency are served at once (no absolute timing: machines are noisy)."""
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
     counts = [0] * 16
     with FakeOpenAIServer(latency=0.02) as server:
@@ -325,14 +325,12 @@ def test_concurrent_throughput() -> None:
                     counts[k] += 1
 
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
-        t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        rate = sum(counts) / (time.perf_counter() - t0)
     assert server.max_in_flight >= 8
-    assert rate > 150, rate
+    assert server.n_requests == sum(counts)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""agentsearch.runs"""
