@@ -104,6 +104,7 @@ def load_examples(benchmark: str, data: str | None, split: str, spec: SplitSpec,
 def _setup_env() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("DSPY_CACHEDIR", str(Path.home() / ".cache" / "agentsearch" / "dspy"))
 
 
@@ -341,9 +342,8 @@ def optimize(
     )
     configure_cache(None if no_cache else run_dir / "cache")
     lms = {endpoint.alias: build_lm(endpoint, cache=not no_cache, timeout=timeout)}
-    announce = (lambda msg: err.print(msg, markup=False, highlight=False))
-    announce(f"study '{cfg.study}' on {benchmark} with {endpoint.model} at {endpoint.api_base}")
     progress = _StudyProgress(trials)
+    announce = progress.announce
     from agentsearch.runs.loop import StudyStopped
 
     try:
@@ -375,7 +375,7 @@ def export_cmd(
     best = study_best(st)
     if not best:
         raise _user_error(f"--study {study}: no complete trial to export yet")
-    config = {**st.user_attrs.get("agentsearch.config", {}), "study": study}
+    config = {**st.user_attrs.get("agentsearch.config", {}), "study": study, "run_dir": str(run_dir.resolve())}
     tests = st.user_attrs.get("test_results", {})
     summary = export_study(out_dir, best, config, tests)
     out.print(f"exported trial {summary['best']['trial']} to {summary['files']['best']}", markup=False)
@@ -432,11 +432,17 @@ class _StudyProgress:
         self._lock = threading.Lock()
 
     def __enter__(self) -> _StudyProgress:
-        self.bar.start()
-        return self
+        return self  # the bar starts with the first trial, after all input was validated
 
     def __exit__(self, *exc: object) -> None:
         self.bar.stop()
+
+    def announce(self, message: str) -> None:
+        self.bar.console.print(message, markup=False, highlight=False)
+
+    def trial_started(self, candidate: Any) -> None:
+        if not self.bar.live.is_started:
+            self.bar.start()
 
     def example_done(self, candidate: Any, record: Any) -> None:
         with self._lock:

@@ -25,6 +25,8 @@ def reproduce_command(config: Mapping[str, Any], agent_path: Path) -> str:
         "--split", "test", "--seed", str(config["seed"]),
         "--val-size", str(config["val_size"]), "--test-size", str(config["test_size"]),
     ]
+    if config.get("run_dir"):
+        parts += ["--run-dir", str(config["run_dir"])]  # the run's response cache: exact replay of sampling
     return shlex.join(parts)
 
 

@@ -196,6 +196,8 @@ def run_study(
         baselines=baseline_graphs() if cfg.baselines else None, study_config=cfg.identity(),
     )
     remaining = max(0, cfg.trials - optimizer.n_finished())
+    models = ", ".join(f"{a}={m.get('model')} at {m.get('api_base')}" for a, m in cfg.models.items())
+    announce(f"study '{cfg.study}' on {bench.name}: {len(val)} val / {len(test)} test examples; models: {models}")
     if optimizer.resumed:
         announce(f"resuming study '{cfg.study}': {optimizer.n_finished()} trials finished, {remaining} to go")
     announce(project_budget(space, cfg, len(val), len(test), remaining).describe())
@@ -273,7 +275,7 @@ def finalize_study(
 
     export_dir = cfg.run_dir / cfg.study / "export"
     baselines_test = {k.split(":", 1)[1]: v["score"] for k, v in results.items() if k.startswith("baseline:")}
-    config = {**cfg.identity(), "study": cfg.study, "objectives": list(cfg.objectives)}
+    config = {**cfg.identity(), "study": cfg.study, "objectives": list(cfg.objectives), "run_dir": str(cfg.run_dir)}
     export_study(export_dir, best, config, cache, baselines_test)
     trials = optimizer.trials()
     top = best[0]

@@ -1,0 +1,224 @@
+"""The CLI as a user meets it: subprocesses against a standalone fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import QUESTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "COLUMNS": "200"}
+
+
+def cli(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "main.py", *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def bad(*args: str, timeout: float = 60) -> str:
+    """Run a command that must fail on bad input: exit 2, one line on stderr, no traceback."""
+    proc = cli(*args, timeout=timeout, check=False)
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "word_problems.jsonl"
+    with path.open("w") as fh:
+        for q, a in QUESTIONS.items():
+            fh.write(json.dumps({"question": q, "answer": f"Work.\n#### {a}"}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server_url(data_file) -> str:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_server", "--port", "0", "--latency", "0.005", "--answers", str(data_file)],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline()
+    assert line.startswith("READY "), line
+    yield line.split()[1]
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = "import agentsearch.cli, sys; heavy = {'dspy', 'mlflow', 'optuna', 'litellm', 'torch'} & set(sys.modules); " \
+           "assert not heavy, heavy"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    assert "optimize" in cli("--help").stdout
+
+
+def test_baselines_rank_as_reasoning_predicts(tmp_path, data_file, server_url):
+    cli("baselines", "--out", str(tmp_path))
+    assert {p.name for p in tmp_path.iterdir()} >= {"direct.yaml", "cot.yaml", "cot_sc5.yaml", "self_refine.yaml"}
+    scores = {}
+    for name in ("direct", "cot", "cot_sc5"):
+        out = cli(
+            "evaluate", "--agent", str(tmp_path / f"{name}.yaml"), "--benchmark", "jsonl", "--data", str(data_file),
+            "--val-size", "5", "--test-size", "40", "--model", "fake-model", "--api-base", server_url,
+            "--no-cache", "--json",
+        ).stdout
+        result = json.loads(out)
+        assert {"score", "n", "tokens_per_question", "calls_per_question", "wall_s"} <= set(result)
+        assert result["n"] == 40 and result["n_errors"] == 0
+        scores[name] = result["score"]
+    assert scores["direct"] < scores["cot"] < scores["cot_sc5"], scores
+
+
+def test_run_prints_the_answer(tmp_path, server_url):
+    cli("baselines", "--out", str(tmp_path))
+    q = next(iter(QUESTIONS))
+    out = cli("run", "--agent", str(tmp_path / "cot_sc5.yaml"), "--question", q, "--model", "fake-model",
+              "--api-base", server_url).stdout.strip()
+    assert out.isdigit()
+
+
+def test_validate(tmp_path):
+    cli("baselines", "--out", str(tmp_path))
+    out = cli("validate", str(tmp_path / "cot.yaml")).stdout
+    assert out.startswith("ok ") and "calls/question<=1" in out
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("nodes: [\n  - id: a\n", "malformed"),
+        ("nodes:\n  - {id: a, op: telepathy}\n", "field 'op'"),
+        ("nodes:\n  - {id: a, op: cot, params: {temperature: 9}}\n", "params.temperature"),
+        ("output: a\nnodes:\n  - {id: a, op: cot, inputs: [b]}\n  - {id: b, op: cot, inputs: [a]}\n", "cycle"),
+    ],
+)
+def test_bad_graph_files(tmp_path, text, expected):
+    path = tmp_path / "g.yaml"
+    path.write_text(text)
+    line = bad("validate", str(path))
+    assert str(path) in line and expected in line
+
+
+def test_bad_dataset_and_endpoint(tmp_path, data_file, server_url):
+    cli("baselines", "--out", str(tmp_path))
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"question": "a?", "answer": "1"}\n{"question": "b?"}\n')
+    common = ["--agent", str(tmp_path / "cot.yaml"), "--model", "fake-model"]
+    line = bad("evaluate", *common, "--benchmark", "jsonl", "--data", str(data), "--api-base", server_url)
+    assert f"{data}:2" in line and "answer" in line
+    start = time.perf_counter()
+    line = bad("evaluate", *common, "--benchmark", "jsonl", "--data", str(data_file), "--test-size", "10",
+               "--api-base", "http://127.0.0.1:9/v1")
+    assert "cannot connect" in line and time.perf_counter() - start < 20
+    assert "--val-size" in bad("evaluate", *common, "--benchmark", "jsonl", "--data", str(data_file),
+                               "--api-base", server_url, "--val-size", "lots")
+    assert "No such option" in bad("evaluate", "--bogus")
+
+
+def test_optimize_bad_input(tmp_path, data_file, server_url):
+    common = ["--benchmark", "jsonl", "--data", str(data_file), "--model", "fake-model", "--api-base", server_url,
+              "--run-dir", str(tmp_path), "--val-size", "8", "--test-size", "8"]
+    assert "--test-size" in bad("optimize", *common, "--test-size", "100")
+    assert "sampler" in bad("optimize", *common, "--sampler", "annealing")
+    assert "pruner" in bad("optimize", *common, "--pruner", "sometimes")
+    assert "level" in bad("optimize", *common, "--levels", "prompt,cosmic")
+    assert "trials" in bad("optimize", *common, "--trials", "0")
+    assert "--storage" in bad("optimize", *common, "--storage", "postgresql://nobody@127.0.0.1:9/none")
+
+
+def _optimize(run_dir: Path, data_file: Path, url: str, *extra: str, **kw) -> subprocess.CompletedProcess:
+    return cli(
+        "optimize", "--benchmark", "jsonl", "--data", str(data_file), "--model", "fake-model", "--api-base", url,
+        "--val-size", "16", "--test-size", "16", "--min-batch", "4", "--concurrency", "4", "--seed", "1",
+        "--run-dir", str(run_dir), *extra, **kw,
+    )
+
+
+def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
+    out = _optimize(tmp_path, data_file, server_url, "--trials", "8", "--study", "e2e", "--json").stdout
+    summary = json.loads(out)
+    for key in ("study", "best_val", "best_test", "baselines", "n_trials", "n_pruned", "calls", "export_dir"):
+        assert key in summary, key
+    assert summary["n_trials"] == 8 and set(summary["baselines"]) == {"direct", "cot", "cot_sc5", "self_refine"}
+    assert summary["best_val"] >= max(v for v in summary["baselines_val"].values())
+
+    export = tmp_path / "exported"
+    cli("export", "--study", "e2e", "--out", str(export), "--run-dir", str(tmp_path))
+    assert (export / "best.yaml").exists() and (export / "program.json").exists()
+    again = json.loads(cli(
+        "evaluate", "--agent", str(export / "best.yaml"), "--benchmark", "jsonl", "--data", str(data_file),
+        "--split", "test", "--seed", "1", "--val-size", "16", "--test-size", "16", "--model", "fake-model",
+        "--api-base", server_url, "--run-dir", str(tmp_path), "--json",
+    ).stdout)
+    assert again["score"] == summary["best_test"]
+
+    # the same study name with another benchmark is refused
+    line = bad("optimize", "--benchmark", "reasoning_gym:chain_sum", "--model", "fake-model", "--api-base",
+               server_url, "--run-dir", str(tmp_path), "--study", "e2e", "--val-size", "16", "--test-size", "16")
+    assert "e2e" in line and "benchmark" in line
+
+
+def test_resume_after_sigkill(tmp_path, data_file):
+    """Kill the optimizer mid-study; resuming reaches the exact trial count with no trial lost or repeated."""
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_server", "--port", "0", "--latency", "0.05", "--answers", str(data_file)],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        url = slow.stdout.readline().split()[1]
+        args = [sys.executable, "main.py", "optimize", "--benchmark", "jsonl", "--data", str(data_file), "--model",
+                "fake-model", "--api-base", url, "--val-size", "16", "--test-size", "8", "--min-batch", "4",
+                "--concurrency", "4", "--run-dir", str(tmp_path), "--study", "crashy", "--trials", "10",
+                "--parallel", "2", "--no-tracking"]
+        victim = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        import optuna
+
+        storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+        deadline = time.time() + 120
+        finished_before: dict[int, tuple] = {}
+        while time.time() < deadline:
+            time.sleep(0.5)
+            try:
+                trials = optuna.load_study(study_name="crashy", storage=storage).get_trials(deepcopy=False)
+            except Exception:  # noqa: BLE001 - the study may not exist yet
+                continue
+            done = [t for t in trials if t.state.is_finished()]
+            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+            if len(done) >= 3 and running:
+                finished_before = {t.number: (t.state, t.values) for t in done}
+                break
+        assert finished_before, "the study never got going"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+
+        proc = subprocess.run(args + ["--json"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        summary = json.loads(proc.stdout)
+        assert summary["n_trials"] == 10
+        trials = optuna.load_study(study_name="crashy", storage=storage).get_trials(deepcopy=False)
+        counted = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+        assert len(counted) == 10
+        for number, (state, values) in finished_before.items():  # nothing finished was lost or redone
+            assert trials[number].state == state and trials[number].values == values
+        baselines = [t.user_attrs.get("origin", "").removesuffix(":retry") for t in counted]
+        assert sorted(b for b in baselines if b.startswith("baseline:")) == sorted(
+            f"baseline:{n}" for n in ("direct", "cot", "cot_sc5", "self_refine"))
+        failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+        assert all("interrupted" in t.user_attrs.get("reason", "") for t in failed)
+    finally:
+        slow.terminate()
+        slow.wait(timeout=10)
