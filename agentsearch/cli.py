@@ -36,8 +36,22 @@ LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="evaluate o
 SeedOpt = Annotated[int, typer.Option("--seed", help="split seed: the same flags always give the same split")]
 ValSizeOpt = Annotated[str, typer.Option("--val-size", help="validation size: a count (50) or a fraction (0.1)")]
 TestSizeOpt = Annotated[str, typer.Option("--test-size", help="test size: a count (100) or a fraction (0.1)")]
-ModelOpt = Annotated[str, typer.Option("--model", help="model name served at --api-base")]
-ApiBaseOpt = Annotated[str | None, typer.Option("--api-base", help="OpenAI-compatible base URL, e.g. http://host:8000/v1")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="model name served at --api-base; 'local' (default without --api-base): the embedded CPU model; "
+        "'vllm:<hf-id-or-path>': start vLLM on this machine's GPU",
+    ),
+]
+ApiBaseOpt = Annotated[
+    list[str] | None,
+    typer.Option("--api-base", help="OpenAI-compatible base URL, e.g. http://host:8000/v1 (repeat for a pool)"),
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="run config (YAML) with model aliases, endpoint pools, launchers")
+]
+LocalModelOpt = Annotated[str | None, typer.Option("--local-model", help="GGUF file for --model local")]
 ApiKeyOpt = Annotated[
     str | None,
     typer.Option("--api-key", help="API key (default: $AGENTSEARCH_API_KEY or $OPENAI_API_KEY); never logged"),
@@ -76,17 +90,49 @@ def split_spec(seed: int, val_size: str, test_size: str) -> SplitSpec:
     return SplitSpec(seed=seed, val_size=parse_size(val_size, "--val-size"), test_size=parse_size(test_size, "--test-size"))
 
 
-def endpoint_from_flags(model: str, api_base: str | None, api_key: str | None) -> Endpoint:
-    from agentsearch.evaluators.lm import Endpoint, check_endpoint
+def models_from_flags(
+    model: str,
+    api_base: list[str] | None,
+    api_key: str | None,
+    config: Path | None,
+    local_model: str | None,
+    run_dir: Path,
+    cache: bool,
+    timeout: float,
+    announce: Any = None,
+) -> Any:
+    """A :class:`~agentsearch.evaluators.models.ModelSet` (a context manager) from the CLI flags."""
+    from agentsearch.evaluators.models import ModelSet, RunConfig, spec_from_flags
 
-    if not api_base:
-        raise _user_error("--api-base: missing (give the URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1)")
-    if not api_base.startswith(("http://", "https://")):
-        raise _user_error(f"--api-base {api_base!r}: expected an http(s):// URL")
+    if config is not None:
+        specs = dict(RunConfig.load(config).models)
+        if api_base:
+            specs["default"] = spec_from_flags(model, api_base)
+    else:
+        specs = {"default": spec_from_flags(model, api_base or [], local_model=local_model)}
     key = api_key or os.environ.get("AGENTSEARCH_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    endpoint = Endpoint(model=model, api_base=api_base, api_key=key)
-    check_endpoint(endpoint)
-    return endpoint
+    say = announce or (lambda msg: err.print(msg, markup=False, highlight=False))
+    return ModelSet(specs, run_dir=run_dir, cache=cache, timeout=timeout, api_key=key, announce=say,
+                    progress=_download_progress())
+
+
+def _download_progress() -> Any:
+    """A progress callback ``(done_bytes, total_bytes)`` drawing a rich bar on stderr (model assembly)."""
+    state: dict[str, Any] = {}
+
+    def update(done: int, total: int) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        if "bar" not in state:
+            state["bar"] = Progress(TextColumn("preparing the local model"), BarColumn(), DownloadColumn(),
+                                    TransferSpeedColumn(), console=err, transient=True)
+            state["task"] = state["bar"].add_task("model", total=total)
+            state["bar"].start()
+        state["bar"].update(state["task"], completed=done, total=total)
+        if done >= total:
+            state.pop("bar").stop()
+
+    return update
 
 
 def load_examples(benchmark: str, data: str | None, split: str, spec: SplitSpec, limit: int | None) -> tuple[Benchmark, list]:
@@ -156,9 +202,11 @@ def operators() -> None:
 def evaluate(
     agent: AgentOpt,
     benchmark: BenchmarkOpt,
-    model: ModelOpt,
+    model: ModelOpt = "local",
     api_base: ApiBaseOpt = None,
     api_key: ApiKeyOpt = None,
+    config: ConfigOpt = None,
+    local_model: LocalModelOpt = None,
     data: DataOpt = None,
     split: SplitOpt = "test",
     limit: LimitOpt = None,
@@ -178,19 +226,19 @@ def evaluate(
     graph = AgentGraph.load(agent)
     spec = split_spec(seed, val_size, test_size)
     bench, examples = load_examples(benchmark, data, split, spec, limit)
-    endpoint = endpoint_from_flags(model, api_base, api_key)
+    run_dir = run_dir.resolve()
 
     from agentsearch.evaluators.compile import compile_graph
     from agentsearch.evaluators.evaluator import Evaluator
-    from agentsearch.evaluators.lm import build_lm, configure_cache
+    from agentsearch.evaluators.lm import configure_cache
 
-    configure_cache(None if no_cache else run_dir.resolve() / "cache")
-    lm = build_lm(endpoint, cache=not no_cache, timeout=timeout)
-    _check_aliases(graph, {endpoint.alias})
-    program = compile_graph(graph, lms={endpoint.alias: lm})
-
-    with _progress(f"{graph.name} on {bench.name}/{split}", len(examples)) as advance:
-        result = Evaluator(bench.metric, concurrency=concurrency, progress=advance).evaluate(program, examples)
+    configure_cache(None if no_cache else run_dir / "cache")
+    with models_from_flags(model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout) as models:
+        _check_aliases(graph, set(models.lms))
+        program = compile_graph(graph, lms=models.lms)
+        with _progress(f"{graph.name} on {bench.name}/{split}", len(examples)) as advance:
+            result = Evaluator(bench.metric, concurrency=concurrency, progress=advance).evaluate(program, examples)
+        public = models.public()
 
     if records is not None:
         records.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +254,7 @@ def evaluate(
         "seed": seed,
         "val_size": spec.val_size,
         "test_size": spec.test_size,
-        "model": endpoint.model,
+        "models": public,
         **result.summary(),
     }
     if json_out:
@@ -231,9 +279,12 @@ def evaluate(
 def run(
     agent: AgentOpt,
     question: Annotated[str, typer.Option("--question", help="the question to answer")],
-    model: ModelOpt,
+    model: ModelOpt = "local",
     api_base: ApiBaseOpt = None,
     api_key: ApiKeyOpt = None,
+    config: ConfigOpt = None,
+    local_model: LocalModelOpt = None,
+    run_dir: RunDirOpt = Path("runs/run"),
     timeout: TimeoutOpt = 120.0,
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="print the reasoning too")] = False,
     json_out: JsonOpt = False,
@@ -242,16 +293,16 @@ def run(
     from agentsearch.search_space.graph import AgentGraph
 
     graph = AgentGraph.load(agent)
-    endpoint = endpoint_from_flags(model, api_base, api_key)
 
     from agentsearch.evaluators.compile import compile_graph
-    from agentsearch.evaluators.lm import build_lm, configure_cache, metering
+    from agentsearch.evaluators.lm import configure_cache, metering
 
     configure_cache(None)
-    _check_aliases(graph, {endpoint.alias})
-    program = compile_graph(graph, lms={endpoint.alias: build_lm(endpoint, cache=False, timeout=timeout)})
-    with metering() as meter:
-        pred = program(question=question)
+    with models_from_flags(model, api_base, api_key, config, local_model, run_dir.resolve(), False, timeout) as models:
+        _check_aliases(graph, set(models.lms))
+        program = compile_graph(graph, lms=models.lms)
+        with metering() as meter:
+            pred = program(question=question)
     usage = meter.total
     if json_out:
         _emit_json({"answer": pred.answer, "reasoning": pred.reasoning, "calls": usage.calls, "tokens": usage.tokens})
@@ -288,9 +339,11 @@ def space(
 @app.command()
 def optimize(
     benchmark: BenchmarkOpt,
-    model: ModelOpt,
+    model: ModelOpt = "local",
     api_base: ApiBaseOpt = None,
     api_key: ApiKeyOpt = None,
+    config: ConfigOpt = None,
+    local_model: LocalModelOpt = None,
     data: DataOpt = None,
     trials: Annotated[int, typer.Option("--trials", min=1, help="finished trials (complete + pruned) in the study")] = 20,
     study: Annotated[str | None, typer.Option("--study", help="study name; an existing one is resumed")] = None,
@@ -327,28 +380,28 @@ def optimize(
     objs = parse_objectives(objectives)
     SearchSpace.from_levels(levels)
     spec = split_spec(seed, val_size, test_size)
-    endpoint = endpoint_from_flags(model, api_base, api_key)
 
-    from agentsearch.evaluators.lm import build_lm, configure_cache
-    from agentsearch.runs.study import StudyConfig, default_study_name, run_study
+    from agentsearch.evaluators.lm import configure_cache
+    from agentsearch.runs.loop import StudyStopped
+    from agentsearch.runs.study import StudyConfig, default_study_name, prepare_study, run_study
 
     run_dir = run_dir.resolve()
+    progress = _StudyProgress(trials)
     cfg = StudyConfig(
         study=study or default_study_name(benchmark), benchmark=benchmark, data=data, seed=seed,
         val_size=spec.val_size, test_size=spec.test_size, trials=trials, levels=levels, sampler=sampler,
         pruner=pruner, objectives=objs, parallel=parallel, concurrency=concurrency, min_batch=min_batch,
         run_dir=run_dir, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
-        models={endpoint.alias: endpoint.public()}, baselines=not no_baselines,
+        baselines=not no_baselines,
     )
+    prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
     configure_cache(None if no_cache else run_dir / "cache")
-    lms = {endpoint.alias: build_lm(endpoint, cache=not no_cache, timeout=timeout)}
-    progress = _StudyProgress(trials)
-    announce = progress.announce
-    from agentsearch.runs.loop import StudyStopped
-
+    models = models_from_flags(model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout,
+                               announce=progress.announce)
     try:
-        with progress:
-            summary = run_study(cfg, lms, observer=progress, announce=announce)
+        with models, progress:
+            cfg.models = models.public()
+            summary = run_study(prepared, models.lms, observer=progress, announce=progress.announce)
     except StudyStopped as exc:
         raise _user_error(f"study '{cfg.study}' stopped: {exc}; resume with --study {cfg.study}") from None
     except KeyboardInterrupt:

@@ -139,17 +139,29 @@ class Endpoint:
         return {"alias": self.alias, "model": self.model, "api_base": self.api_base}
 
 
+def lm_model_name(endpoint: Endpoint) -> str:
+    """DSPy's model string for an OpenAI-compatible endpoint."""
+    return endpoint.model if endpoint.model.startswith("openai/") else f"openai/{endpoint.model}"
+
+
 def build_lm(
-    endpoint: Endpoint,
+    endpoint: Endpoint | list[Endpoint],
     *,
     cache: bool = True,
     timeout: float = DEFAULT_TIMEOUT_S,
     num_retries: int = 3,
-) -> MeteredLM:
-    """A DSPy LM on DSPy's native client (not the LiteLLM path) for an OpenAI-compatible endpoint."""
-    model = endpoint.model if endpoint.model.startswith("openai/") else f"openai/{endpoint.model}"
+) -> dspy.LM:
+    """A metered DSPy LM on DSPy's native client (not the LiteLLM path) for one OpenAI-compatible
+    endpoint, or a :class:`~agentsearch.evaluators.pool.PooledLM` spreading calls over several."""
+    if isinstance(endpoint, list):
+        if len(endpoint) > 1:
+            from agentsearch.evaluators.pool import PooledLM
+
+            return PooledLM(endpoint, alias=endpoint[0].alias, cache=cache, timeout=timeout,
+                            num_retries=min(num_retries, 1))
+        endpoint = endpoint[0]
     return MeteredLM(
-        model,
+        lm_model_name(endpoint),
         alias=endpoint.alias,
         api_base=endpoint.api_base.rstrip("/"),
         api_key=endpoint.api_key or "not-needed",

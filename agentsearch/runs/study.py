@@ -171,14 +171,27 @@ def evaluate_on_test(
     return out
 
 
-def run_study(
-    cfg: StudyConfig,
-    lms: Mapping[str, dspy.BaseLM],
-    *,
-    observer: Any = None,
-    announce: Callable[[str], None] = lambda msg: None,
-) -> dict[str, Any]:
-    """Run (or resume) a study to ``cfg.trials`` finished trials, test the best once, export."""
+@dataclass
+class PreparedStudy:
+    """Everything of a study that needs no LM: validated data splits, space, optimizer (storage opened)."""
+
+    cfg: StudyConfig
+    bench: Benchmark
+    val: list
+    test: list
+    space: SearchSpace
+    optimizer: OptunaOptimizer
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.cfg.trials - self.optimizer.n_finished())
+
+
+def prepare_study(cfg: StudyConfig) -> PreparedStudy:
+    """Validate the data, the space and the storage, and open (or resume) the Optuna study.
+
+    Runs before any model server is started, so bad input fails in seconds.
+    """
     objectives = parse_objectives(cfg.objectives)
     bench = get_benchmark(cfg.benchmark, data=cfg.data, seed=cfg.seed)
     splits = bench.split(SplitSpec(seed=cfg.seed, val_size=cfg.val_size, test_size=cfg.test_size))
@@ -195,7 +208,20 @@ def run_study(
         startup_trials=max(4, min(10, cfg.trials // 3)),
         baselines=baseline_graphs() if cfg.baselines else None, study_config=cfg.identity(),
     )
-    remaining = max(0, cfg.trials - optimizer.n_finished())
+    return PreparedStudy(cfg, bench, val, test, space, optimizer)
+
+
+def run_study(
+    cfg: StudyConfig | PreparedStudy,
+    lms: Mapping[str, dspy.BaseLM],
+    *,
+    observer: Any = None,
+    announce: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Run (or resume) a study to ``cfg.trials`` finished trials, test the best once, export."""
+    prepared = cfg if isinstance(cfg, PreparedStudy) else prepare_study(cfg)
+    cfg, bench, val, test = prepared.cfg, prepared.bench, prepared.val, prepared.test
+    space, optimizer, remaining = prepared.space, prepared.optimizer, prepared.remaining
     models = ", ".join(f"{a}={m.get('model')} at {m.get('api_base')}" for a, m in cfg.models.items())
     announce(f"study '{cfg.study}' on {bench.name}: {len(val)} val / {len(test)} test examples; models: {models}")
     if optimizer.resumed:

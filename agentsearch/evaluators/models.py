@@ -1,0 +1,213 @@
+"""Model aliases: which LMs a run uses, from CLI flags or a run config (YAML).
+
+A run config names aliases; each alias is served by one or more OpenAI-compatible endpoints (an
+endpoint pool) or by a launcher we start and stop (``local``: the embedded llama.cpp server on the
+CPU; ``vllm:<hf-id-or-path>``: vLLM on a GPU)::
+
+    models:
+      default:
+        launcher: local            # or: vllm:Qwen/Qwen2.5-7B-Instruct
+      big:
+        endpoints:
+          - {api_base: http://10.0.0.5:8000/v1, model: qwen-72b, api_key_env: BIG_KEY}
+          - {api_base: http://10.0.0.6:8000/v1, model: qwen-72b, api_key_env: BIG_KEY}
+
+API keys are read from environment variables at start; they are never stored in configs, logs,
+MLflow or exports. Graph nodes choose an alias with ``params.model`` (default ``default``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agentsearch.errors import EndpointError, UserError
+from agentsearch.evaluators.lm import DEFAULT_TIMEOUT_S, Endpoint, build_lm, check_endpoint
+
+log = logging.getLogger(__name__)
+
+
+class EndpointSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    api_base: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+
+
+class VllmSpec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tensor_parallel_size: int | None = Field(None, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    max_model_len: int | None = Field(None, ge=256)
+    extra_args: tuple[str, ...] = ()
+
+
+class ModelSpec(BaseModel):
+    """One alias: endpoints (a pool) or a launcher."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    endpoints: tuple[EndpointSpec, ...] = ()
+    launcher: str | None = Field(None, pattern=r"^(local|vllm:.+)$")
+    local_model: str | None = None
+    parallel: int | None = Field(None, ge=1, le=64)
+    threads: int | None = Field(None, ge=1, le=256)
+    vllm: VllmSpec = VllmSpec()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if bool(self.endpoints) == bool(self.launcher):
+            raise ValueError("give either 'endpoints' or 'launcher' (local | vllm:<model>)")
+        return self
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    models: dict[str, ModelSpec] = Field(min_length=1)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise UserError(f"{path}{f':{mark.line + 1}' if mark else ''}: malformed YAML") from None
+        try:
+            return cls.model_validate(data or {})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise UserError(f"{path}: field '{loc}': {err['msg']}") from None
+
+
+def spec_from_flags(model: str, api_bases: list[str], local_model: str | None = None,
+                    parallel: int | None = None) -> ModelSpec:
+    """The ``default`` alias from CLI flags: ``--api-base`` (repeatable) or a launcher in ``--model``."""
+    if model == "local" or model.startswith("vllm:"):
+        if api_bases:
+            raise UserError(f"--model {model} starts its own server: drop --api-base")
+        return ModelSpec(launcher=model, local_model=local_model, parallel=parallel)
+    if not api_bases:
+        raise UserError(
+            f"--model {model}: give --api-base URL for it, or use --model local (the embedded CPU model)"
+        )
+    for url in api_bases:
+        if not url.startswith(("http://", "https://")):
+            raise UserError(f"--api-base {url!r}: expected an http(s):// URL")
+    return ModelSpec(endpoints=tuple(EndpointSpec(api_base=u, model=model, api_key_env=None) for u in api_bases))
+
+
+def _key(spec: EndpointSpec, alias: str, fallback: str | None) -> str | None:
+    if spec.api_key_env is None:
+        return fallback
+    value = os.environ.get(spec.api_key_env)
+    if not value:
+        raise UserError(f"models.{alias}: api_key_env: ${spec.api_key_env} is not set")
+    return value
+
+
+class ModelSet:
+    """Starts what the aliases need (launchers), checks endpoints, and builds one LM per alias.
+
+    Use as a context manager: launched servers stop on exit, Ctrl-C or error.
+    """
+
+    def __init__(
+        self,
+        specs: Mapping[str, ModelSpec],
+        *,
+        run_dir: Path,
+        cache: bool = True,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        api_key: str | None = None,
+        announce: Callable[[str], None] = lambda msg: None,
+        progress: Callable[[int, int], None] | None = None,
+    ):
+        self.specs = dict(specs)
+        self.run_dir = run_dir
+        self.cache = cache
+        self.timeout = timeout
+        self.api_key = api_key
+        self.announce = announce
+        self.progress = progress
+        self.endpoints: dict[str, list[Endpoint]] = {}
+        self.lms: dict[str, Any] = {}
+        self._stack = ExitStack()
+
+    def __enter__(self) -> ModelSet:
+        try:
+            for alias, spec in self.specs.items():
+                eps = self._launch(alias, spec) if spec.launcher else self._connect(alias, spec)
+                self.endpoints[alias] = eps
+                self.lms[alias] = build_lm(eps, cache=self.cache, timeout=self.timeout)
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _connect(self, alias: str, spec: ModelSpec) -> list[Endpoint]:
+        eps = [Endpoint(model=e.model, api_base=e.api_base, api_key=_key(e, alias, self.api_key), alias=alias)
+               for e in spec.endpoints]
+        reachable, errors = [], []
+        for ep in eps:
+            try:
+                check_endpoint(ep)
+                reachable.append(ep)
+            except EndpointError as exc:
+                errors.append(str(exc))
+        if not reachable:
+            raise EndpointError(errors[0] if len(errors) == 1 else f"models.{alias}: no endpoint answers ({errors[0]})")
+        for msg in errors:
+            self.announce(f"warning: {msg}; using the other endpoints of '{alias}'")
+        return eps if len(reachable) == len(eps) else reachable
+
+    def _launch(self, alias: str, spec: ModelSpec) -> list[Endpoint]:
+        log_dir = self.run_dir / "servers"
+        if spec.launcher == "local":
+            from agentsearch.evaluators.backends.local import LocalServer, LocalServerConfig
+
+            server = LocalServer(
+                LocalServerConfig(
+                    model_path=Path(spec.local_model) if spec.local_model else None, parallel=spec.parallel,
+                    threads=spec.threads, log_dir=log_dir,
+                ),
+                progress=self.progress,
+            )
+        else:
+            from agentsearch.evaluators.backends.vllm import VllmServer
+
+            v = spec.vllm
+            server = VllmServer(
+                spec.launcher.removeprefix("vllm:"), tensor_parallel_size=v.tensor_parallel_size,  # type: ignore[union-attr]
+                gpu_memory_utilization=v.gpu_memory_utilization, max_model_len=v.max_model_len,
+                extra_args=tuple(v.extra_args), log_dir=log_dir,
+            )
+        self.announce(f"starting the {spec.launcher} server for '{alias}' (log: {log_dir})")
+        self._stack.enter_context(server)
+        endpoint = server.endpoint(alias)
+        self.announce(f"'{alias}' is served by {endpoint.model} at {endpoint.api_base}")
+        return [endpoint]
+
+    def public(self) -> dict[str, dict[str, Any]]:
+        """What may be logged: models and URLs per alias, never keys."""
+        return {
+            alias: {"model": eps[0].model, "api_base": ", ".join(e.api_base for e in eps),
+                    "launcher": self.specs[alias].launcher or ""}
+            for alias, eps in self.endpoints.items()
+        }

@@ -1,0 +1,136 @@
+"""Model aliases, run configs and endpoint pools (against real HTTP fake servers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentsearch.errors import EndpointError, UserError
+from agentsearch.evaluators.compile import compile_graph
+from agentsearch.evaluators.evaluator import Evaluator
+from agentsearch.evaluators.lm import Endpoint, build_lm, metering
+from agentsearch.evaluators.models import ModelSet, RunConfig, spec_from_flags
+from agentsearch.evaluators.pool import PooledLM
+from agentsearch.search_space.graph import AgentGraph
+from tests.conftest import QUESTIONS
+from tests.fake_server import FakeOpenAIServer, ReasoningPolicy
+
+Q = next(iter(QUESTIONS))
+
+
+@pytest.fixture
+def two_servers():
+    with FakeOpenAIServer(ReasoningPolicy(QUESTIONS), latency=0.05) as a, \
+            FakeOpenAIServer(ReasoningPolicy(QUESTIONS), latency=0.05) as b:
+        yield a, b
+
+
+def _pool(a, b, **kw) -> PooledLM:
+    eps = [Endpoint(model="fake-model", api_base=s.url) for s in (a, b)]
+    return build_lm(eps, cache=False, num_retries=0, timeout=5, **kw)
+
+
+def test_pool_spreads_load_least_in_flight(two_servers):
+    a, b = two_servers
+    lm = _pool(a, b)
+    assert isinstance(lm, PooledLM)
+    program = compile_graph(AgentGraph.single("cot"), lms={"default": lm})
+    from agentsearch.evaluators.benchmarks import Example
+
+    examples = [Example(id=str(i), question=q, answer=ans) for i, (q, ans) in enumerate(QUESTIONS.items())][:24]
+    result = Evaluator(lambda e, p: p == e.answer, concurrency=8).evaluate(program, examples)
+    assert result.n_errors == 0 and result.calls == 24
+    assert a.n_requests + b.n_requests == 24
+    assert min(a.n_requests, b.n_requests) >= 6, (a.n_requests, b.n_requests)
+
+
+def test_pool_survives_a_failing_endpoint(two_servers):
+    a, b = two_servers
+    a.set_failure_rate(1.0)
+    lm = _pool(a, b)
+    program = compile_graph(AgentGraph.single("cot"), lms={"default": lm})
+    with metering() as meter:
+        answers = [program(question=Q).answer for _ in range(6)]
+    assert all(ans == answers[0] for ans in answers)
+    assert meter.total.calls == 6 and meter.total.failed_calls == 0  # metered once per logical call
+    stats = {s["api_base"]: s for s in lm.stats()}
+    assert stats[a.url]["failures"] >= 1 and not stats[a.url]["healthy"]
+    assert b.n_requests == 6
+    # the sick endpoint is skipped during its cool-down: no further requests were sent to it
+    assert a.n_requests == 1
+
+
+def test_pool_fails_only_when_every_endpoint_fails(two_servers):
+    a, b = two_servers
+    a.set_failure_rate(1.0)
+    b.set_failure_rate(1.0)
+    program = compile_graph(AgentGraph.single("predict"), lms={"default": _pool(a, b)})
+    with pytest.raises(Exception):  # noqa: B017 - the LM error surfaces; the Evaluator records it per example
+        program(question=Q)
+
+
+def test_graph_nodes_route_to_aliases_and_cost_is_per_alias(two_servers):
+    small, big = two_servers
+    lms = {
+        "default": build_lm(Endpoint(model="small-model", api_base=small.url, alias="default"), cache=False),
+        "big": build_lm(Endpoint(model="big-model", api_base=big.url, alias="big"), cache=False),
+    }
+    g = AgentGraph.from_dict({
+        "output": "agg", "nodes": [
+            {"id": "a", "op": "cot"},
+            {"id": "b", "op": "cot", "params": {"temperature": 0.4}},
+            {"id": "agg", "op": "aggregate", "inputs": ["a", "b"], "params": {"model": "big"}},
+        ],
+    })
+    with metering() as meter:
+        compile_graph(g, lms=lms)(question=Q)
+    assert meter.by_model["default"].calls == 2 and meter.by_model["big"].calls == 1
+    assert small.n_requests == 2 and big.n_requests == 1
+    assert big.requests[0]["model"] == "big-model"
+
+
+def test_run_config_validation(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("models:\n  default:\n    endpoints:\n      - {api_base: ftp://x, model: m}\n")
+    with pytest.raises(UserError, match=r"run.yaml: field 'models.default.endpoints.0.api_base'"):
+        RunConfig.load(path)
+    path.write_text("models:\n  default: {launcher: local, endpoints: [{api_base: 'http://x/v1', model: m}]}\n")
+    with pytest.raises(UserError, match="either 'endpoints' or 'launcher'"):
+        RunConfig.load(path)
+    path.write_text("models:\n  default: {launcher: tpu}\n")
+    with pytest.raises(UserError, match="launcher"):
+        RunConfig.load(path)
+    with pytest.raises(UserError, match="no such file"):
+        RunConfig.load(tmp_path / "missing.yaml")
+
+
+def test_api_key_comes_from_the_environment_and_is_never_public(tmp_path, fake_server, monkeypatch):
+    path = tmp_path / "run.yaml"
+    path.write_text(f"models:\n  default:\n    endpoints:\n      - {{api_base: '{fake_server.url}', model: fake-model, "
+                    f"api_key_env: MY_TEST_KEY}}\n")
+    cfg = RunConfig.load(path)
+    with pytest.raises(UserError, match=r"\$MY_TEST_KEY is not set"):
+        ModelSet(cfg.models, run_dir=tmp_path).__enter__()
+    monkeypatch.setenv("MY_TEST_KEY", "sk-secret-123")
+    with ModelSet(cfg.models, run_dir=tmp_path, cache=False) as models:
+        compile_graph(AgentGraph.single("predict"), lms=models.lms)(question=Q)
+        assert "sk-secret-123" not in repr(models.public())
+    assert fake_server.requests  # the call went through with the key
+
+
+def test_unreachable_endpoints(tmp_path, fake_server):
+    spec = spec_from_flags("fake-model", [fake_server.url, "http://127.0.0.1:9/v1"])
+    announced = []
+    with ModelSet({"default": spec}, run_dir=tmp_path, announce=announced.append) as models:
+        assert [e.api_base for e in models.endpoints["default"]] == [fake_server.url]
+    assert any("cannot connect" in m for m in announced)
+    with pytest.raises(EndpointError, match="cannot connect"):
+        ModelSet({"default": spec_from_flags("m", ["http://127.0.0.1:9/v1"])}, run_dir=tmp_path).__enter__()
+
+
+def test_flags(tmp_path):
+    assert spec_from_flags("local", []).launcher == "local"
+    assert spec_from_flags("vllm:Qwen/Qwen2.5-1.5B-Instruct", []).launcher == "vllm:Qwen/Qwen2.5-1.5B-Instruct"
+    with pytest.raises(UserError, match="--api-base"):
+        spec_from_flags("gpt-x", [])
+    with pytest.raises(UserError, match="drop --api-base"):
+        spec_from_flags("local", ["http://x/v1"])
