@@ -1,9 +1,14 @@
 """Evaluator: run a program over examples concurrently and score it.
 
-Each example runs in its own thread with its own usage meter. An exception on one example (an LM
-endpoint failure, a parse failure) is retried, then recorded on that example as ``error``; it never
-crashes the evaluation. Errored examples count as not correct in ``score``; ``n_errors`` says how
-many there were so callers (the search loop) can refuse to trust a score built on failures.
+Each example runs in its own thread with its own usage meter. A failure on one example never
+crashes the evaluation; it is recorded on the example (``error``, ``error_kind``):
+
+- ``endpoint``: the LM endpoint failed (connection, timeout, 5xx, rate limit, auth) even after the
+  LM client's retries; the example is retried, then recorded. A score built on such examples is not
+  trustworthy: the search loop fails the trial instead of scoring it.
+- ``model``: the model's output could not be used (unparseable output, context window exceeded).
+  That is the agent's fault, so the example counts as answered wrongly; it is not retried.
+- ``internal``: anything else (a bug); retried, recorded, and treated like ``endpoint``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class ExampleRecord:
     latency_s: float = 0.0
     attempts: int = 1
     error: str | None = None
+    error_kind: str | None = None  # "endpoint" | "model" | "internal"
     reasoning: str = ""
 
     @property
@@ -69,6 +75,11 @@ class EvalResult:
     @property
     def n_errors(self) -> int:
         return sum(r.error is not None for r in self.records)
+
+    @property
+    def n_endpoint_errors(self) -> int:
+        """Examples lost to endpoint (or internal) failures: their score says nothing about the agent."""
+        return sum(r.error_kind in ("endpoint", "internal") for r in self.records)
 
     @property
     def score(self) -> float:
@@ -100,6 +111,7 @@ class EvalResult:
             "n": self.n,
             "n_correct": self.n_correct,
             "n_errors": self.n_errors,
+            "n_endpoint_errors": self.n_endpoint_errors,
             "tokens_per_question": self.tokens_per_question,
             "calls_per_question": self.calls_per_question,
             "latency_per_question_s": self.latency_per_question,
@@ -111,6 +123,17 @@ class EvalResult:
 
     def records_as_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.records]
+
+
+def error_kind(exc: BaseException) -> str:
+    """Classify a failure: ``endpoint`` (infrastructure), ``model`` (unusable output) or ``internal``."""
+    from dspy.utils.exceptions import AdapterParseError, ContextWindowExceededError, LMError
+
+    if isinstance(exc, AdapterParseError | ContextWindowExceededError):
+        return "model"
+    if isinstance(exc, LMError):
+        return "endpoint"
+    return "internal"
 
 
 class Evaluator:
@@ -146,10 +169,13 @@ class Evaluator:
                         pred = program(question=example.question)
                     record.prediction = str(getattr(pred, "answer", "") or "").strip()
                     record.reasoning = str(getattr(pred, "reasoning", "") or "")
-                    record.error = None
+                    record.error = record.error_kind = None
                     break
                 except Exception as exc:  # noqa: BLE001 - any failure is recorded on the example
                     record.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500]
+                    record.error_kind = error_kind(exc)
+                    if record.error_kind == "model":
+                        break  # the agent's own failure: the example is simply wrong
                     log.warning("example %s attempt %d failed: %s", example.id, attempt + 1, record.error)
                     if attempt < self.retries:
                         time.sleep(self.retry_backoff_s * (2**attempt))
@@ -158,6 +184,7 @@ class Evaluator:
                 record.correct = bool(self.metric(example, record.prediction))
             except Exception as exc:  # noqa: BLE001 - a metric failure is this example's error
                 record.error = f"metric failed: {type(exc).__name__}: {exc}"[:500]
+                record.error_kind = "internal"
         total = meter.total
         record.calls, record.cached_calls = total.calls, total.cached_calls
         record.prompt_tokens, record.completion_tokens = total.prompt_tokens, total.completion_tokens
@@ -179,7 +206,8 @@ class Evaluator:
             nonlocal done
             if cancel is not None and cancel.is_set():
                 ex = examples[i]
-                rec = ExampleRecord(id=ex.id, question=ex.question, gold=ex.answer, error="cancelled")
+                rec = ExampleRecord(id=ex.id, question=ex.question, gold=ex.answer, error="cancelled",
+                                    error_kind="internal")
             else:
                 rec = self._run_one(program, examples[i], meters[i])
             with lock:

@@ -130,7 +130,7 @@ class SearchLoop:
             batch = self.val[len(records):step]
             result: EvalResult = evaluator.evaluate(program, batch, cancel=self._cancel)
             records.extend(result.records)
-            errors = [r for r in records if r.error]
+            errors = [r for r in records if r.error_kind in ("endpoint", "internal")]
             if errors:
                 reason = f"{len(errors)} of {len(records)} examples failed after retries; first: {errors[0].error}"
                 return TrialResult("FAIL", _metrics(records), reason=reason, step=len(records)), records
@@ -242,6 +242,7 @@ def _metrics(records: Sequence[ExampleRecord]) -> dict[str, Any]:
         "latency_per_question_s": sum(r.latency_s for r in records) / n,
         "n_examples": float(n),
         "n_errors": float(sum(r.error is not None for r in records)),
+        "n_model_errors": float(sum(r.error_kind == "model" for r in records)),
         "calls": float(sum(r.calls for r in records)),
         "tokens": float(sum(r.tokens for r in records)),
     }
