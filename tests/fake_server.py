@@ -328,7 +328,7 @@ def answer_field_name(output_fields: list[tuple[str, str]]) -> str | None:
             return cand
     for name in reversed(names):
         low = name.lower()
-        if not any(h in low for h in _AUX_FIELD_HINTS):
+        if not any(h in low for h in _AUX_FIELD_HINTS) and not low.startswith("next_tool"):
             return name
     return None
 
@@ -337,6 +337,10 @@ def _aux_value(name: str, type_str: str, answer: str, rng: random.Random) -> str
     """Values for output fields other than the answer (see ReasoningPolicy docstring)."""
     low = name.lower()
     base = _base_type(type_str)
+    if low == "next_tool_name":  # DSPy ReAct: finish at once (the extract step then gives the answer)
+        return "finish"
+    if low == "next_tool_args":
+        return "{}"
     if low in REASONING_FIELD_NAMES or "reason" in low or "thought" in low:
         return f"Let me think step by step. Working through the problem, the result is {answer}."
     if "critique" in low or "feedback" in low:

@@ -25,6 +25,9 @@ class GraphProgram(dspy.Module):
         super().__init__()
         self.graph = graph
         self.parallel = parallel
+        # No silent JSON-adapter retry on unparseable output: it would double a call's cost behind the cost
+        # model's back. Unusable output is the agent's failure (a wrong answer), see Evaluator.
+        self._adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
         self.nodes: dict[str, OperatorModule] = {node.id: build_operator(node) for node in graph.nodes}
         self._generations = graph.topological_generations()
         self._inputs = {node.id: node.upstream for node in graph.nodes}
@@ -46,6 +49,10 @@ class GraphProgram(dspy.Module):
         return self.nodes[node_id](question=question, upstream=upstream)
 
     def forward(self, question: str) -> dspy.Prediction:
+        with dspy.context(adapter=self._adapter):
+            return self._forward(question)
+
+    def _forward(self, question: str) -> dspy.Prediction:
         outputs: dict[str, NodeOutput] = {}
         for generation in self._generations:
             if len(generation) == 1 or not self.parallel:

@@ -221,6 +221,9 @@ class AggregateOp(OperatorModule):
         return NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"))
 
 
+# The rest of the library builds on the base above (imported here, after it is defined).
+from agentsearch.evaluators.operators_more import IMPLEMENTATIONS_MORE  # noqa: E402
+
 IMPLEMENTATIONS: dict[str, Callable[[NodeConfig], OperatorModule]] = {
     "predict": PredictOp,
     "cot": CoTOp,
@@ -228,6 +231,7 @@ IMPLEMENTATIONS: dict[str, Callable[[NodeConfig], OperatorModule]] = {
     "self_refine": SelfRefineOp,
     "vote": VoteOp,
     "aggregate": AggregateOp,
+    **IMPLEMENTATIONS_MORE,
 }
 
 

@@ -119,6 +119,7 @@ class OperatorSpec:
     default_instruction: str = ""
     knobs: dict[str, Knob] = field(default_factory=dict)  # what the module-level search samples, beyond temperature
     needs_train: bool = False  # built from the train split before evaluation (see evaluators.prepare)
+    demos: bool = True  # whether few-shot demos (question -> answer) apply to its main predictor
 
     def validate_params(self, raw: object) -> OpParams:
         """Validate a raw mapping into this operator's frozen params (raises pydantic ValidationError)."""
@@ -212,6 +213,7 @@ OPERATORS: dict[str, OperatorSpec] = {
         ),
         OperatorSpec(
             name="react",
+            demos=False,
             summary="ReAct: reason and act with tools (calculator, sandboxed python), then answer",
             params=ReActParams,
             calls=lambda p, k: p.max_iters + 1,  # type: ignore[attr-defined]
@@ -255,6 +257,7 @@ OPERATORS: dict[str, OperatorSpec] = {
             summary="majority vote over the upstream answers (no LM call)",
             params=VoteParams,
             kind="aggregator",
+            demos=False,
             min_inputs=2,
             calls=lambda p, k: 0,
         ),
@@ -282,6 +285,7 @@ OPERATORS: dict[str, OperatorSpec] = {
         ),
         OperatorSpec(
             name="rank",
+            demos=False,
             summary="Archon ranker: an LLM orders the upstream candidates by quality; the top one is the answer",
             params=LMParams,
             kind="aggregator",
@@ -290,6 +294,7 @@ OPERATORS: dict[str, OperatorSpec] = {
         ),
         OperatorSpec(
             name="judge",
+            demos=False,
             summary="an LLM judge picks the best upstream candidate; its answer is the answer",
             params=LMParams,
             kind="aggregator",
