@@ -235,6 +235,11 @@ def evaluate(
     configure_cache(None if no_cache else run_dir / "cache")
     with models_from_flags(model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout) as models:
         _check_aliases(graph, set(models.lms))
+        from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
+
+        if needs_preparation(graph):
+            err.print("building the experience memory from the train split ...")
+            graph = prepare_graph(graph, models.lms, bench.load("train", spec), bench.metric)
         program = compile_graph(graph, lms=models.lms)
         with _progress(f"{graph.name} on {bench.name}/{split}", len(examples)) as advance:
             result = Evaluator(bench.metric, concurrency=concurrency, progress=advance).evaluate(program, examples)
@@ -300,6 +305,11 @@ def run(
     configure_cache(None)
     with models_from_flags(model, api_base, api_key, config, local_model, run_dir.resolve(), False, timeout) as models:
         _check_aliases(graph, set(models.lms))
+        from agentsearch.evaluators.prepare import needs_preparation
+
+        if needs_preparation(graph):
+            err.print("note: the experience node has no insights yet (evaluate or optimize it on a benchmark to "
+                      "build them); answering without")
         program = compile_graph(graph, lms=models.lms)
         with metering() as meter:
             pred = program(question=question)
@@ -364,6 +374,9 @@ def optimize(
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not log to MLflow")] = False,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="do not enqueue the baselines")] = False,
+    max_calls: Annotated[
+        int, typer.Option("--max-calls-per-question", min=1, help="LM calls/question budget; costlier designs are not run")
+    ] = 24,
     no_cache: NoCacheOpt = False,
     timeout: TimeoutOpt = 120.0,
     json_out: JsonOpt = False,
@@ -392,7 +405,7 @@ def optimize(
         val_size=spec.val_size, test_size=spec.test_size, trials=trials, levels=levels, sampler=sampler,
         pruner=pruner, objectives=objs, parallel=parallel, concurrency=concurrency, min_batch=min_batch,
         run_dir=run_dir, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
-        baselines=not no_baselines,
+        baselines=not no_baselines, max_calls_per_question=max_calls, aliases=_aliases(config),
     )
     prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
     configure_cache(None if no_cache else run_dir / "cache")
@@ -550,6 +563,16 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
     out.print(f"exported: {summary['export_dir']}/best.yaml", markup=False)
     if summary.get("tracking_uri"):
         out.print(f"MLflow UI: python main.py ui --run-dir {run_dir}", markup=False)
+
+
+def _aliases(config: Path | None) -> tuple[str, ...]:
+    """The model aliases a run config defines (``default`` first), or just ``default``."""
+    if config is None:
+        return ("default",)
+    from agentsearch.evaluators.models import RunConfig
+
+    names = list(RunConfig.load(config).models)
+    return tuple(sorted(names, key=lambda n: (n != "default", n)))
 
 
 def _check_aliases(graph: Any, configured: set[str]) -> None:

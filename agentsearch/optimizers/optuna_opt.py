@@ -204,12 +204,16 @@ class OptunaOptimizer(Optimizer):
 
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
         trial: optuna.Trial = candidate.handle
+        trial.set_user_attr("graph", candidate.graph.to_yaml())  # as evaluated (e.g. with built insights)
+        trial.set_user_attr("config_hash", candidate.graph.config_hash)
         trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
         if result.reason:
             trial.set_user_attr("reason", result.reason[:2000])
         if result.state == "COMPLETE":
             self.study.tell(trial, result.values(self.objectives))
         elif result.state == "PRUNED":
+            if not self.multi and result.step == 0:  # rejected unrun: give the sampler a (worst) value to learn from
+                trial.report(float(result.metrics.get("val_score", 0.0)), 0)
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         else:
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -21,6 +21,8 @@ import dspy
 
 from agentsearch.evaluators.benchmarks import Example
 from agentsearch.evaluators.evaluator import EvalResult, Evaluator, ExampleRecord
+from agentsearch.evaluators.lm import metering
+from agentsearch.evaluators.prepare import needs_preparation
 from agentsearch.optimizers.base import Candidate, Optimizer, TrialResult
 from agentsearch.search_space.graph import AgentGraph
 
@@ -87,6 +89,8 @@ class SearchLoop:
         min_batch: int = 8,
         max_consecutive_failures: int = 3,
         observer: LoopObserver | None = None,
+        max_calls_per_question: int | None = None,
+        prepare: Callable[[AgentGraph], AgentGraph] | None = None,
     ):
         if n_trials <= 0:
             raise ValueError("n_trials must be > 0")
@@ -100,6 +104,8 @@ class SearchLoop:
         self.schedule = minibatch_schedule(len(self.val), min_batch)
         self.max_consecutive_failures = max_consecutive_failures
         self.observer = observer
+        self.max_calls_per_question = max_calls_per_question
+        self.prepare = prepare
         self.stats = LoopStats()
         self._cancel = threading.Event()
         self._known: dict[str, dict[str, float]] = {
@@ -112,9 +118,30 @@ class SearchLoop:
 
     def evaluate_candidate(self, candidate: Candidate) -> tuple[TrialResult, list[ExampleRecord]]:
         graph = candidate.graph
+        expected = graph.expected_calls()
+        if self.max_calls_per_question is not None and expected > self.max_calls_per_question:
+            reason = f"over budget: up to {expected} LM calls/question > {self.max_calls_per_question} (not run)"
+            return TrialResult("PRUNED", {"val_score": 0.0, "n_examples": 0.0, "expected_calls": float(expected)},
+                               reason=reason, step=0), []
+        prep: dict[str, float] = {}
+        if self.prepare is not None and needs_preparation(graph):
+            with metering() as meter:
+                graph = candidate.graph = self.prepare(graph)
+            usage = meter.total
+            prep = {"prepare_calls": float(usage.calls), "prepare_tokens": float(usage.tokens)}
         known = self._known.get(graph.config_hash)
         if known is not None:
             return TrialResult("COMPLETE", dict(known), reason="duplicate config: result reused"), []
+        result, records = self._evaluate(candidate, graph)
+        if prep:
+            result.metrics.update(prep)
+            result.metrics["calls"] = result.metrics.get("calls", 0.0) + prep["prepare_calls"]
+            result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + prep["prepare_tokens"]
+            self.stats.calls += int(prep["prepare_calls"])
+            self.stats.tokens += int(prep["prepare_tokens"])
+        return result, records
+
+    def _evaluate(self, candidate: Candidate, graph: AgentGraph) -> tuple[TrialResult, list[ExampleRecord]]:
         program = self.program_factory(graph)
         observer = self.observer
 

