@@ -361,6 +361,18 @@ def optimize(
         str | None, typer.Option("--storage", help="SQLAlchemy URL or journal file (default: RUN_DIR/optuna.db)")
     ] = None,
     sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | gp | cmaes | nsga2")] = "tpe",
+    optimizer: Annotated[
+        str | None,
+        typer.Option("--optimizer", help="tpe | random | gp | cmaes | nsga2 | proposer | meta-agent | evolution | "
+                     "staged (default: the --sampler)"),
+    ] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", help="staged: prompts, then topology, then prompts")] = None,
+    proposer_model: Annotated[
+        str, typer.Option("--proposer-model", help="model alias that writes instructions/graphs (default: the task model)")
+    ] = "default",
+    prompt_optimizer: Annotated[
+        str | None, typer.Option("--prompt-optimizer", help="bootstrap | mipro | gepa: DSPy prompt optimization per candidate")
+    ] = None,
     pruner: Annotated[str, typer.Option("--pruner", help="sha | hyperband | median | none")] = "sha",
     objectives: Annotated[str, typer.Option("--objectives", help="accuracy[,tokens] (Pareto search)")] = "accuracy",
     levels: Annotated[str, typer.Option("--levels", help="prompt,module,agent (any subset)")] = "prompt,module,agent",
@@ -386,8 +398,16 @@ def optimize(
     from agentsearch.optimizers.optuna_opt import PRUNERS, SAMPLERS
     from agentsearch.search_space.space import SearchSpace
 
+    from agentsearch.optimizers import OPTIMIZERS
+
     if sampler not in SAMPLERS:
         raise _user_error(f"--sampler: unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")
+    if strategy is not None:
+        if strategy != "staged":
+            raise _user_error(f"--strategy: unknown strategy {strategy!r} (choose from staged)")
+        optimizer = optimizer or "staged"
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise _user_error(f"--optimizer: unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
     if pruner not in PRUNERS:
         raise _user_error(f"--pruner: unknown pruner {pruner!r} (choose from {', '.join(PRUNERS)})")
     objs = parse_objectives(objectives)
@@ -406,6 +426,7 @@ def optimize(
         pruner=pruner, objectives=objs, parallel=parallel, concurrency=concurrency, min_batch=min_batch,
         run_dir=run_dir, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
         baselines=not no_baselines, max_calls_per_question=max_calls, aliases=_aliases(config),
+        optimizer=optimizer, proposer_model=proposer_model, prompt_optimizer=prompt_optimizer,
     )
     prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
     configure_cache(None if no_cache else run_dir / "cache")

@@ -60,6 +60,7 @@ class TrialResult:
     metrics: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     step: int | None = None  # examples evaluated (the last minibatch size), for pruned trials
+    examples: list[dict[str, Any]] = field(default_factory=list)  # a sample of failed/passed examples
 
     def values(self, objectives: tuple[str, ...]) -> list[float]:
         """Objective values from metrics: accuracy -> val_score, tokens -> tokens_per_question, ..."""
@@ -82,6 +83,7 @@ class FinishedTrial:
     metrics: dict[str, float]
     origin: str
     reason: str | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Optimizer(ABC):

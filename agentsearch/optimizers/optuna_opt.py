@@ -120,6 +120,7 @@ class OptunaOptimizer(Optimizer):
     ):
         self.space = space
         self.name = sampler
+        self.sampler_name = sampler  # origin of trials the space's sampler produced
         self.objectives = tuple(objectives)
         self.multi = len(self.objectives) > 1
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -155,7 +156,7 @@ class OptunaOptimizer(Optimizer):
     def _check_resume(self, study_name: str, config: Mapping[str, Any]) -> None:
         stored = self.study.user_attrs.get("agentsearch.config", {})
         for key in sorted(set(stored) | set(config)):
-            if key in ("trials", "parallel", "concurrency", "sampler", "pruner"):
+            if key in ("trials", "parallel", "concurrency", "sampler", "pruner", "optimizer", "prompt_optimizer"):
                 continue  # may change between sessions of one study
             if stored.get(key) != config.get(key):
                 raise UserError(
@@ -168,24 +169,37 @@ class OptunaOptimizer(Optimizer):
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             optuna.Trial(self.study, t._trial_id).set_user_attr("reason", "interrupted (process stopped); re-queued")
             self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            attrs = {k: v for k, v in t.user_attrs.items() if k in ("origin", "fixed_graph")}
-            self.study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
+            text = t.user_attrs.get("graph") or t.user_attrs.get("fixed_graph")
+            origin = t.user_attrs.get("origin") or self.sampler_name
+            if text:
+                self.enqueue(AgentGraph.from_text(text, source=f"trial {t.number}"), origin=origin, params=t.params)
+            else:  # asked but never built: replay its parameters
+                self.study.enqueue_trial(t.params, user_attrs={"origin": origin}, skip_if_exists=False)
             log.info("trial %d was interrupted; queued again", t.number)
 
     def enqueue(self, graph: AgentGraph, origin: str, params: Mapping[str, Any] | None = None) -> None:
         """Queue a known graph (a baseline, a proposal, a retry) as the next trial."""
         params = dict(params) if params else self.space.encode(graph)
         attrs: dict[str, Any] = {"origin": origin, "graph_name": graph.name}
-        if params is None:
-            params = {}
+        if params is None or not self._rebuilds(params, graph):
+            params = params or {}
             attrs["fixed_graph"] = graph.to_yaml()
         self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+
+    def _rebuilds(self, params: Mapping[str, Any], graph: AgentGraph) -> bool:
+        """Whether the space's sampler turns ``params`` back into exactly ``graph``."""
+        from agentsearch.search_space.space import graph_from_params
+
+        try:
+            return graph_from_params(self.space, params).config_hash == graph.config_hash
+        except Exception:  # noqa: BLE001 - params from another stage or space
+            return False
 
     # -- ask / tell -----------------------------------------------------------------------------
 
     def ask(self) -> Candidate:
         trial = self.study.ask()
-        origin = trial.user_attrs.get("origin") or self.name
+        origin = trial.user_attrs.get("origin") or self.sampler_name
         fixed = trial.user_attrs.get("fixed_graph")
         graph = AgentGraph.from_text(fixed, source=f"trial {trial.number}") if fixed else self.space.sample(trial)
         name = trial.user_attrs.get("graph_name") or f"trial-{trial.number}"
@@ -207,6 +221,8 @@ class OptunaOptimizer(Optimizer):
         trial.set_user_attr("graph", candidate.graph.to_yaml())  # as evaluated (e.g. with built insights)
         trial.set_user_attr("config_hash", candidate.graph.config_hash)
         trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
+        if result.examples:
+            trial.set_user_attr("examples", result.examples)
         if result.reason:
             trial.set_user_attr("reason", result.reason[:2000])
         if result.state == "COMPLETE":
@@ -239,7 +255,7 @@ def finished_trial(t: optuna.trial.FrozenTrial) -> FinishedTrial:
         number=t.number, state=_STATE[t.state], graph=graph, params=dict(t.params),
         values=list(t.values) if t.values is not None else None,
         metrics=dict(t.user_attrs.get("metrics", {})), origin=t.user_attrs.get("origin", ""),
-        reason=t.user_attrs.get("reason"),
+        reason=t.user_attrs.get("reason"), examples=list(t.user_attrs.get("examples", [])),
     )
 
 

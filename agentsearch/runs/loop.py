@@ -22,7 +22,6 @@ import dspy
 from agentsearch.evaluators.benchmarks import Example
 from agentsearch.evaluators.evaluator import EvalResult, Evaluator, ExampleRecord
 from agentsearch.evaluators.lm import metering
-from agentsearch.evaluators.prepare import needs_preparation
 from agentsearch.optimizers.base import Candidate, Optimizer, TrialResult
 from agentsearch.search_space.graph import AgentGraph
 
@@ -90,7 +89,7 @@ class SearchLoop:
         max_consecutive_failures: int = 3,
         observer: LoopObserver | None = None,
         max_calls_per_question: int | None = None,
-        prepare: Callable[[AgentGraph], AgentGraph] | None = None,
+        prepare: Callable[[Candidate], AgentGraph] | None = None,
     ):
         if n_trials <= 0:
             raise ValueError("n_trials must be > 0")
@@ -124,15 +123,17 @@ class SearchLoop:
             return TrialResult("PRUNED", {"val_score": 0.0, "n_examples": 0.0, "expected_calls": float(expected)},
                                reason=reason, step=0), []
         prep: dict[str, float] = {}
-        if self.prepare is not None and needs_preparation(graph):
+        if self.prepare is not None:  # e.g. experience memory, DSPy prompt optimizers (on the train split)
             with metering() as meter:
-                graph = candidate.graph = self.prepare(graph)
+                graph = candidate.graph = self.prepare(candidate)
             usage = meter.total
-            prep = {"prepare_calls": float(usage.calls), "prepare_tokens": float(usage.tokens)}
+            if usage.calls:
+                prep = {"prepare_calls": float(usage.calls), "prepare_tokens": float(usage.tokens)}
         known = self._known.get(graph.config_hash)
         if known is not None:
             return TrialResult("COMPLETE", dict(known), reason="duplicate config: result reused"), []
         result, records = self._evaluate(candidate, graph)
+        result.examples = example_sample(records)
         if prep:
             result.metrics.update(prep)
             result.metrics["calls"] = result.metrics.get("calls", 0.0) + prep["prepare_calls"]
@@ -273,3 +274,14 @@ def _metrics(records: Sequence[ExampleRecord]) -> dict[str, Any]:
         "calls": float(sum(r.calls for r in records)),
         "tokens": float(sum(r.tokens for r in records)),
     }
+
+
+def example_sample(records: Sequence[ExampleRecord], failed: int = 6, passed: int = 3) -> list[dict[str, Any]]:
+    """A few failed and passed examples of a trial (what prompt proposers learn from)."""
+    def brief(r: ExampleRecord) -> dict[str, Any]:
+        return {"question": r.question[:1500], "gold": r.gold[:200], "prediction": r.prediction[:200],
+                "correct": r.correct, "reasoning": r.reasoning[:800]}
+
+    wrong = [brief(r) for r in records if not r.correct and not r.error_kind == "endpoint"][:failed]
+    right = [brief(r) for r in records if r.correct][:passed]
+    return wrong + right

@@ -18,7 +18,7 @@ import dspy
 from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec, get_benchmark
 from agentsearch.evaluators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator, ExampleRecord
-from agentsearch.evaluators.prepare import prepare_graph
+from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
 from agentsearch.optimizers.base import Candidate, FinishedTrial, Optimizer, TrialResult, parse_objectives
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer, open_storage
 from agentsearch.runs.loop import LoopStats, SearchLoop
@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 #: Rough tokens per LM call used for the projection before a run (prompt + completion).
 TOKENS_PER_CALL_ESTIMATE = 450
+#: Upper-bound proposer calls per trial (meta-agent: design + 2 repairs), and per study (demo bootstrap).
+PROPOSER_CALLS_PER_TRIAL = {"proposer": 1.0, "meta-agent": 3.0, "evolution": 1.0}
+PROPOSER_CALLS_PER_STUDY = {"proposer": 16}
+#: Upper-bound calls of a DSPy prompt optimizer per candidate (train traces + proposals).
+PROMPT_OPTIMIZER_CALLS = {"bootstrap": 16, "mipro": 80, "gepa": 80}
 
 
 @dataclass
@@ -56,6 +61,9 @@ class StudyConfig:
     aliases: tuple[str, ...] = ("default",)  # model aliases nodes may be routed to (searched when several)
     max_calls_per_question: int | None = 24
     baselines: bool = True
+    optimizer: str | None = None  # None: the Optuna --sampler; else proposer | meta-agent | evolution | staged
+    proposer_model: str = "default"  # alias of the LM that proposes (instructions, graphs, mutations)
+    prompt_optimizer: str | None = None  # bootstrap | mipro | gepa: DSPy prompt optimization per candidate
 
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the stored one."""
@@ -81,10 +89,12 @@ class Projection:
     calls_per_question: float
     max_calls: int
     max_tokens: int
+    proposer_calls: int = 0
 
     def describe(self) -> str:
+        extra = f", of which {self.proposer_calls:,} by proposers/prompt optimizers" if self.proposer_calls else ""
         return (
-            f"projected: up to {self.max_calls:,} LLM calls, ~{self.max_tokens:,} tokens "
+            f"projected: up to {self.max_calls:,} LLM calls{extra}, ~{self.max_tokens:,} tokens "
             f"({self.val_examples} val x trials, {self.test_examples} test; "
             f"~{self.calls_per_question:.1f} calls/question on average in this space; pruning lowers it)"
         )
@@ -98,14 +108,19 @@ def project_budget(space: SearchSpace, cfg: StudyConfig, n_val: int, n_test: int
     calls = []
     for _ in range(200):
         trial = study.ask()
-        calls.append(space.sample(trial).expected_calls())
+        graph = space.sample(trial)
+        if not space.over_budget(graph):  # over-budget designs are never run
+            calls.append(graph.expected_calls())
         study.tell(trial, 0.0)
-    per_q = sum(calls) / len(calls)
+    per_q = sum(calls) / max(1, len(calls))
     base = list(baseline_graphs().values()) if cfg.baselines else []
     search_calls = per_q * n_val * remaining
     test_calls = (sum(g.expected_calls() for g in base) + per_q * max(1, len(cfg.objectives))) * n_test
-    total = int(search_calls + test_calls)
-    return Projection(n_val, n_test, per_q, total, total * TOKENS_PER_CALL_ESTIMATE)
+    name = cfg.optimizer or cfg.sampler
+    proposer = PROPOSER_CALLS_PER_TRIAL.get(name, 0.0) * remaining + PROPOSER_CALLS_PER_STUDY.get(name, 0)
+    proposer += PROMPT_OPTIMIZER_CALLS.get(cfg.prompt_optimizer or "", 0) * remaining
+    total = int(search_calls + test_calls + proposer)
+    return Projection(n_val, n_test, per_q, total, total * TOKENS_PER_CALL_ESTIMATE, int(proposer))
 
 
 class _Observers:
@@ -186,7 +201,7 @@ class PreparedStudy:
     test: list
     train: list
     space: SearchSpace
-    optimizer: OptunaOptimizer
+    optimizer: Any
 
     @property
     def remaining(self) -> int:
@@ -209,8 +224,22 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
     space = SearchSpace.from_levels(cfg.levels, models=tuple(cfg.aliases),
                                     max_calls_per_question=cfg.max_calls_per_question)
     storage = open_storage(cfg.storage, cfg.run_dir)
-    optimizer = OptunaOptimizer(
-        space, study_name=cfg.study, storage=storage, sampler=cfg.sampler, pruner=cfg.pruner,
+    if cfg.proposer_model not in cfg.aliases:
+        from agentsearch.errors import UserError
+
+        raise UserError(f"--proposer-model {cfg.proposer_model!r}: not a model alias (configured: {', '.join(cfg.aliases)})")
+    if cfg.prompt_optimizer is not None:
+        from agentsearch.optimizers.dspy_prompts import PROMPT_OPTIMIZERS
+
+        if cfg.prompt_optimizer not in PROMPT_OPTIMIZERS:
+            from agentsearch.errors import UserError
+
+            raise UserError(f"--prompt-optimizer: unknown {cfg.prompt_optimizer!r} (choose from {', '.join(PROMPT_OPTIMIZERS)})")
+    from agentsearch.optimizers import make_optimizer
+
+    optimizer = make_optimizer(
+        cfg.optimizer or cfg.sampler, space, task=task_description(bench), n_trials=cfg.trials,
+        study_name=cfg.study, storage=storage, sampler=cfg.sampler, pruner=cfg.pruner,
         objectives=objectives, seed=cfg.seed, min_resource=cfg.min_batch, max_resource=len(val),
         startup_trials=max(4, min(10, cfg.trials // 3)),
         baselines=baseline_graphs() if cfg.baselines else None, study_config=cfg.identity(),
@@ -248,11 +277,29 @@ def run_study(
         )
         optimizer.study.set_user_attr("mlflow_run_id", parent)
 
+    proposer_lm = lms[cfg.proposer_model]
+    if hasattr(optimizer, "proposer_lm"):
+        optimizer.proposer_lm = proposer_lm
+    if hasattr(optimizer, "demo_bootstrap") and prepared.train:
+        from agentsearch.optimizers.instruction import bootstrap_demo_sets
+
+        optimizer.demo_bootstrap = lambda: bootstrap_demo_sets(lms["default"], prepared.train, bench.metric)
+
+    def prepare(candidate: Candidate) -> AgentGraph:
+        graph = candidate.graph
+        if needs_preparation(graph):
+            graph = prepare_graph(graph, lms, prepared.train, bench.metric)
+        if cfg.prompt_optimizer and not candidate.is_baseline:
+            from agentsearch.optimizers.dspy_prompts import optimize_prompts
+
+            graph = optimize_prompts(graph, lms, prepared.train, bench.metric, method=cfg.prompt_optimizer,
+                                     seed=cfg.seed, proposer_lm=proposer_lm)
+        return graph
+
     loop = SearchLoop(
         optimizer, lambda g: compile_graph(g, lms=lms), bench.metric, val, n_trials=cfg.trials,
         parallel=cfg.parallel, concurrency=cfg.concurrency, min_batch=cfg.min_batch,
-        max_calls_per_question=cfg.max_calls_per_question,
-        prepare=lambda g: prepare_graph(g, lms, prepared.train, bench.metric),
+        max_calls_per_question=cfg.max_calls_per_question, prepare=prepare,
         observer=_Observers([observer, _MlflowObserver(tracker, parent) if tracker else None]),
     )
     status = "FINISHED"
@@ -351,6 +398,13 @@ def finalize_study(
 
 def _numeric_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "test"}
+
+
+def task_description(bench: Benchmark) -> str:
+    """What proposers are told the task is: the benchmark and two example questions."""
+    examples = bench.examples()[:2]
+    shown = "\n".join(f"Example question: {e.question[:400]}\nExample answer: {e.answer}" for e in examples)
+    return f"Answer {bench.name} questions; the final answer is scored by exact match.\n{shown}"
 
 
 def default_study_name(benchmark: str) -> str:

@@ -19,6 +19,7 @@ Parameter names are hierarchical (``agent.width``, ``agent.b2.depth``, ``node.b1
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,6 +56,36 @@ FINALS: tuple[str, ...] = ("none", "self_refine", "reflexion")
 FINAL_KNOB = {"self_refine": ("rounds", 1, 2), "reflexion": ("max_trials", 1, 2)}
 
 
+class PromptPool:
+    """Instructions and demo sets added during a study (by an LLM proposer, by bootstrapping).
+
+    The space reserves ``proposal_slots`` instruction choices and ``demo_slots`` demo-set choices
+    from the start (Optuna's categorical choices can't grow); a slot the pool has not filled yet
+    behaves like choice 0 (the operator's default instruction; no demos).
+    """
+
+    def __init__(self, instructions: list[str] | None = None, demo_sets: list[list[dict[str, str]]] | None = None):
+        self.instructions: list[str] = list(instructions or [])
+        self.demo_sets: list[list[dict[str, str]]] = [list(d) for d in demo_sets or []]
+        self._lock = threading.Lock()
+
+    def add_instruction(self, text: str) -> int:
+        """Add an instruction; returns its 0-based position in the pool (-1 if already there)."""
+        with self._lock:
+            if text in self.instructions:
+                return -1
+            self.instructions.append(text)
+            return len(self.instructions) - 1
+
+    def add_demo_set(self, demos: list[dict[str, str]]) -> int:
+        with self._lock:
+            self.demo_sets.append(list(demos))
+            return len(self.demo_sets) - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"instructions": list(self.instructions), "demo_sets": [list(d) for d in self.demo_sets]}
+
+
 class TrialLike(Protocol):
     """The subset of ``optuna.Trial`` the sampler uses (tests may pass a stand-in)."""
 
@@ -80,6 +111,9 @@ class SearchSpace:
     models: tuple[str, ...] = ("default",)
     fixed_op: str = "cot"
     max_calls_per_question: int | None = 24
+    proposal_slots: int = 0  # instruction choices reserved for proposed instructions (see PromptPool)
+    demo_slots: int = 0  # demo-set choices reserved for bootstrapped demos
+    pool: PromptPool | None = field(default=None, compare=False, repr=False)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -156,13 +190,33 @@ class SearchSpace:
         else:
             op = self.fixed_op
         if "prompt" in self.levels:
-            idx = trial.suggest_categorical(f"prompt.{slot}.instruction", list(range(len(self.instructions))))
+            n_choices = len(self.instructions) + self.proposal_slots
+            idx = trial.suggest_categorical(f"prompt.{slot}.instruction", list(range(n_choices)))
             style = trial.suggest_categorical(f"prompt.{slot}.style", list(self.styles))
-            text = " ".join(t for t in (self.instructions[idx], STYLES.get(style, "")) if t)
+            base = self.instruction_text(idx)
+            text = " ".join(t for t in (base, STYLES.get(style, "")) if t)
             if text:
                 default = OPERATORS[op].default_instruction
-                params["instruction"] = text if self.instructions[idx] else f"{default} {text}"
+                params["instruction"] = text if base else f"{default} {text}"
+            if self.demo_slots and OPERATORS[op].demos:
+                demo_idx = trial.suggest_categorical(f"prompt.{slot}.demos", list(range(self.demo_slots + 1)))
+                demos = self.demo_set(demo_idx)
+                if demos:
+                    params["demos"] = demos
         return {"id": slot, "op": op, "inputs": inputs, "params": params}
+
+    def instruction_text(self, index: int) -> str:
+        """Choice ``index`` of the instruction pool: hand-written first, then proposed ("" = default)."""
+        if index < len(self.instructions):
+            return self.instructions[index]
+        k = index - len(self.instructions)
+        return self.pool.instructions[k] if self.pool is not None and k < len(self.pool.instructions) else ""
+
+    def demo_set(self, index: int) -> list[dict[str, str]]:
+        """Demo-set choice ``index`` (0: none)."""
+        if index <= 0 or self.pool is None or index - 1 >= len(self.pool.demo_sets):
+            return []
+        return self.pool.demo_sets[index - 1]
 
     def over_budget(self, graph: AgentGraph) -> bool:
         """True when the graph's LM calls per question exceed ``max_calls_per_question``."""
@@ -198,8 +252,12 @@ class SearchSpace:
         if "prompt" in self.levels:
             if getattr(p, "instruction", None):
                 return None
+            if getattr(p, "demos", ()):
+                return None
             params["prompt.b1s1.instruction"] = 0
             params["prompt.b1s1.style"] = "plain"
+            if self.demo_slots and OPERATORS[node.op].demos:
+                params["prompt.b1s1.demos"] = 0
         try:
             rebuilt = self.sample(_FixedTrial(params))
         except (KeyError, UserError):
@@ -244,6 +302,12 @@ class SearchSpace:
         if "prompt" in self.levels:
             add(f"prompt.{slot}.instruction", "prompt", f"index into {len(self.instructions)} instructions", slot_when)
             add(f"prompt.{slot}.style", "prompt", f"categorical {list(self.styles)}", slot_when)
+            if self.proposal_slots:
+                add(f"prompt.{slot}.instruction", "prompt",
+                    f"+ {self.proposal_slots} slots for instructions an LLM proposes during the study", slot_when)
+            if self.demo_slots:
+                add(f"prompt.{slot}.demos", "prompt",
+                    f"0 (none) or one of {self.demo_slots} bootstrapped demo sets", "op takes demos")
         if self.max_calls_per_question is not None:
             add("budget", "all", f"candidates over {self.max_calls_per_question} LM calls/question are pruned unrun")
         return rows
@@ -263,6 +327,8 @@ class SearchSpace:
             "models": list(self.models),
             "fixed_op": self.fixed_op,
             "max_calls_per_question": self.max_calls_per_question,
+            "proposal_slots": self.proposal_slots,
+            "demo_slots": self.demo_slots,
         }
 
 

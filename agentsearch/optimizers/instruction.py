@@ -1,0 +1,190 @@
+"""Instruction proposer (prompt level, OPRO/MIPRO-style), working with the Optuna sampler.
+
+Every few trials an LLM (the proposer model) reads the best instruction so far, its validation
+score, and a sample of failed and passed validation examples, and writes a new instruction. The
+new instruction fills one of the space's reserved instruction slots, so TPE can choose it for any
+node from then on; it is first tried on the best configuration so far. Few-shot demo sets are
+bootstrapped once from correct chain-of-thought traces on the train split and join the pool the
+same way. The pool is saved with the study, so a resumed study keeps it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+
+from agentsearch.evaluators.lm import Meter, metering
+from agentsearch.optimizers.base import Candidate, FinishedTrial, TrialResult
+from agentsearch.optimizers.optuna_opt import OptunaOptimizer
+from agentsearch.search_space.space import PromptPool, SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+class ProposeInstruction(dspy.Signature):
+    """You improve the instruction given to an AI system solving a task. Study where the current
+    instruction fails, then write a new, better instruction for the same task. Keep what works; add
+    concrete guidance that fixes the failures. Output only the instruction text."""
+
+    task: str = dspy.InputField(desc="what the system is asked to do")
+    current_instruction: str = dspy.InputField()
+    score: str = dspy.InputField(desc="validation accuracy of the current instruction")
+    failures: str = dspy.InputField(desc="examples it got wrong: question, its answer, the right answer")
+    successes: str = dspy.InputField(desc="examples it got right")
+    earlier_proposals: str = dspy.InputField(desc="instructions already tried, with their scores")
+    new_instruction: str = dspy.OutputField(desc="the improved instruction (2-6 sentences)")
+
+
+def _examples(items: Sequence[dict[str, Any]], correct: bool, limit: int) -> str:
+    chosen = [e for e in items if bool(e.get("correct")) == correct][:limit]
+    if not chosen:
+        return "(none)"
+    return "\n\n".join(
+        f"Question: {e['question']}\nAnswer given: {e['prediction']}" + ("" if correct else f"\nCorrect: {e['gold']}")
+        for e in chosen
+    )
+
+
+def bootstrap_demo_sets(
+    lm: dspy.BaseLM, train: Sequence[Any], metric: Callable[[Any, str], bool], sets: int = 2, k: int = 3,
+    max_tries: int = 16,
+) -> list[list[dict[str, str]]]:
+    """Demo sets of ``k`` correct chain-of-thought traces each, from the train split."""
+    from agentsearch.evaluators.operators import Solve
+
+    solver = dspy.ChainOfThought(Solve.with_instructions(
+        "Solve the question step by step. Put only the final answer in the answer field."))
+    solver.set_lm(lm)
+    good: list[dict[str, str]] = []
+    for ex in list(train)[:max_tries]:
+        if len(good) >= sets * k:
+            break
+        try:
+            pred = solver(question=ex.question)
+        except AdapterParseError:
+            continue
+        if metric(ex, str(pred.answer)):
+            good.append({"question": ex.question, "answer": str(pred.answer), "reasoning": str(pred.reasoning)[:1200]})
+    return [good[i:i + k] for i in range(0, len(good) - k + 1, k)][:sets]
+
+
+class InstructionProposer(OptunaOptimizer):
+    """TPE over the space, plus LLM-written instructions and bootstrapped demos joining the pool."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        proposer_lm: dspy.BaseLM | None = None,
+        task: str = "Answer the question correctly.",
+        propose_every: int = 3,
+        demo_bootstrap: Callable[[], list[list[dict[str, str]]]] | None = None,
+        **kwargs: Any,
+    ):
+        if "prompt" not in space.levels:
+            from agentsearch.errors import UserError
+
+            raise UserError("--optimizer proposer writes instructions: include 'prompt' in --levels")
+        import dataclasses
+
+        space = dataclasses.replace(space, proposal_slots=max(space.proposal_slots, 8),
+                                    demo_slots=max(space.demo_slots, 2 if demo_bootstrap else 0), pool=PromptPool())
+        super().__init__(space, **kwargs)
+        self.name = "proposer"
+        self.proposer_lm = proposer_lm
+        self.task = task
+        self.propose_every = propose_every
+        self.demo_bootstrap = demo_bootstrap
+        stored = self.study.user_attrs.get("prompt_pool")
+        if stored:
+            self.space.pool.instructions[:] = stored.get("instructions", [])  # type: ignore[union-attr]
+            self.space.pool.demo_sets[:] = stored.get("demo_sets", [])  # type: ignore[union-attr]
+        self._pending: dict[int, Meter] = {}
+
+    @property
+    def pool(self) -> PromptPool:
+        assert self.space.pool is not None
+        return self.space.pool
+
+    def _save_pool(self) -> None:
+        self.study.set_user_attr("prompt_pool", self.pool.to_dict())
+
+    def ask(self) -> Candidate:
+        meter = Meter()
+        if self.n_waiting() == 0:
+            with metering(meter):
+                try:
+                    self._maybe_bootstrap()
+                    self._maybe_propose()
+                except AdapterParseError as exc:
+                    log.warning("the proposer's output could not be parsed: %s", exc)
+        candidate = super().ask()
+        if meter.total.calls:
+            self._pending[candidate.number] = meter
+        return candidate
+
+    def _maybe_bootstrap(self) -> None:
+        if self.demo_bootstrap is None or self.pool.demo_sets or self.study.user_attrs.get("demos_bootstrapped"):
+            return
+        for demo_set in self.demo_bootstrap():
+            self.pool.add_demo_set(demo_set)
+        self.study.set_user_attr("demos_bootstrapped", True)
+        self._save_pool()
+
+    def _maybe_propose(self) -> None:
+        if self.proposer_lm is None:
+            return
+        done = [t for t in self.trials() if t.state == "COMPLETE" and t.params]
+        if len(done) < 2 or len(done) % self.propose_every or len(self.pool.instructions) >= self.space.proposal_slots:
+            return
+        best = max(done, key=lambda t: t.values[0])  # type: ignore[index]
+        slots = [k for k in best.params if k.startswith("prompt.") and k.endswith(".instruction")]
+        if not slots:
+            return
+        slot = sorted(slots)[0]
+        node_id = slot.split(".")[1]
+        current = best.graph.node(node_id).params.instruction if best.graph else None  # type: ignore[union-attr]
+        history = "\n".join(
+            f"- ({t.values[0]:.2f}) {t.graph.node(node_id).params.instruction}"  # type: ignore[union-attr,index]
+            for t in sorted(done, key=lambda t: -t.values[0])[:5]  # type: ignore[index]
+            if t.graph is not None and node_id in {n.id for n in t.graph.nodes}
+            and getattr(t.graph.node(node_id).params, "instruction", None)
+        ) or "(none)"
+        propose = dspy.Predict(ProposeInstruction)
+        propose.set_lm(self.proposer_lm)
+        out = propose(
+            task=self.task, current_instruction=current or "(the default instruction)",
+            score=f"{best.values[0]:.3f}", failures=_examples(best.examples, False, 5),  # type: ignore[index]
+            successes=_examples(best.examples, True, 2), earlier_proposals=history,
+            config={"temperature": 0.7, "rollout_id": len(done)},
+        )
+        text = " ".join(str(out.new_instruction or "").split())[:2000]
+        if len(text) < 10:
+            return
+        position = self.pool.add_instruction(text)
+        if position < 0:
+            return
+        self._save_pool()
+        params = dict(best.params)
+        params[slot] = len(self.space.instructions) + position
+        if f"prompt.{node_id}.style" in params:
+            params[f"prompt.{node_id}.style"] = "plain"
+        self.study.enqueue_trial(params, user_attrs={"origin": "proposer:instruction"}, skip_if_exists=False)
+        log.info("proposed instruction %d for %s: %s", position, node_id, text[:120])
+
+    def tell(self, candidate: Candidate, result: TrialResult) -> None:
+        meter = self._pending.pop(candidate.number, None)
+        if meter is not None:
+            usage = meter.total
+            result.metrics["proposer_calls"] = float(usage.calls)
+            result.metrics["proposer_tokens"] = float(usage.tokens)
+            result.metrics["calls"] = result.metrics.get("calls", 0.0) + usage.calls
+            result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + usage.tokens
+        super().tell(candidate, result)
+
+    def archive(self) -> list[FinishedTrial]:
+        return [t for t in self.trials() if t.state == "COMPLETE"]

@@ -1,0 +1,97 @@
+"""Proposal-based optimizers: strategies that write whole candidate graphs (an LLM meta-agent, evolution).
+
+They keep all state in the same durable Optuna study as the samplers: a proposal is enqueued as a
+fixed graph and asked back as a trial, so resume, reports, MLflow and export work unchanged. The
+proposer's own LM calls are metered and charged to the trial they produced (``proposer_calls``,
+``proposer_tokens``), so budgets and projections include them.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from typing import Any
+
+from agentsearch.evaluators.lm import Meter, metering
+from agentsearch.optimizers.base import Candidate, FinishedTrial, TrialResult
+from agentsearch.optimizers.optuna_opt import OptunaOptimizer
+from agentsearch.search_space.graph import AgentGraph
+
+log = logging.getLogger(__name__)
+
+
+class ProposalOptimizer(OptunaOptimizer):
+    """Base: ``propose()`` writes the next graph from the archive; queued trials (baselines) go first.
+
+    Subclasses implement :meth:`propose`. ``max_attempts`` proposals that are invalid or duplicates
+    of evaluated graphs are rejected without evaluation; after that the space's sampler fills in.
+    """
+
+    max_attempts: int = 4
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._pending_usage: dict[int, Meter] = {}
+
+    @abstractmethod
+    def propose(self, archive: list[FinishedTrial]) -> tuple[AgentGraph, str] | None:
+        """A new graph and its origin label (e.g. ``"meta-agent"``), or None to let the sampler decide."""
+
+    def archive(self) -> list[FinishedTrial]:
+        """Evaluated trials with a graph: what proposers learn from."""
+        return [t for t in self.trials() if t.graph is not None and t.state in ("COMPLETE", "PRUNED")]
+
+    def seen_hashes(self) -> set[str]:
+        """Config hashes of every trial so far (finished, running or queued): proposals must be new."""
+        seen = set()
+        for t in self.study.get_trials(deepcopy=False):
+            h = t.user_attrs.get("config_hash")
+            if h:
+                seen.add(h)
+            elif t.user_attrs.get("fixed_graph"):
+                seen.add(AgentGraph.from_text(t.user_attrs["fixed_graph"]).config_hash)
+        return seen
+
+    def ask(self) -> Candidate:
+        if self.n_waiting() == 0:
+            meter = Meter()
+            with metering(meter):
+                proposal = self._propose_new()
+            if proposal is not None:
+                graph, origin = proposal
+                self.enqueue(graph, origin=origin)
+        else:
+            meter = None
+        candidate = super().ask()
+        if meter is not None and meter.total.calls:
+            self._pending_usage[candidate.number] = meter
+        return candidate
+
+    def _propose_new(self) -> tuple[AgentGraph, str] | None:
+        seen = self.seen_hashes()
+        archive = self.archive()
+        for attempt in range(self.max_attempts):
+            try:
+                proposal = self.propose(archive)
+            except Exception as exc:  # noqa: BLE001 - a failing proposer must not stop the study
+                log.warning("%s proposal failed: %s", self.name, exc)
+                return None
+            if proposal is None:
+                return None
+            graph, origin = proposal
+            if graph.config_hash in seen:
+                log.info("%s proposal %d is a duplicate of an evaluated graph; rejected", self.name, attempt + 1)
+                continue
+            return graph, origin
+        return None
+
+    def tell(self, candidate: Candidate, result: TrialResult) -> None:
+        meter = self._pending_usage.pop(candidate.number, None)
+        if meter is not None:
+            usage = meter.total
+            result.metrics["proposer_calls"] = float(usage.calls)
+            result.metrics["proposer_tokens"] = float(usage.tokens)
+            result.metrics["calls"] = result.metrics.get("calls", 0.0) + usage.calls
+            result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + usage.tokens
+        super().tell(candidate, result)
+
