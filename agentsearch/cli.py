@@ -13,7 +13,6 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec
-    from agentsearch.evaluators.lm import Endpoint
 
 app = typer.Typer(
     add_completion=False,
@@ -87,7 +86,9 @@ def _user_error(message: str) -> Exception:
 def split_spec(seed: int, val_size: str, test_size: str) -> SplitSpec:
     from agentsearch.evaluators.benchmarks import SplitSpec
 
-    return SplitSpec(seed=seed, val_size=parse_size(val_size, "--val-size"), test_size=parse_size(test_size, "--test-size"))
+    return SplitSpec(
+        seed=seed, val_size=parse_size(val_size, "--val-size"), test_size=parse_size(test_size, "--test-size")
+    )
 
 
 def models_from_flags(
@@ -112,8 +113,9 @@ def models_from_flags(
         specs = {"default": spec_from_flags(model, api_base or [], local_model=local_model)}
     key = api_key or os.environ.get("AGENTSEARCH_API_KEY") or os.environ.get("OPENAI_API_KEY")
     say = announce or (lambda msg: err.print(msg, markup=False, highlight=False))
-    return ModelSet(specs, run_dir=run_dir, cache=cache, timeout=timeout, api_key=key, announce=say,
-                    progress=_download_progress())
+    return ModelSet(
+        specs, run_dir=run_dir, cache=cache, timeout=timeout, api_key=key, announce=say, progress=_download_progress()
+    )
 
 
 def _download_progress() -> Any:
@@ -124,8 +126,14 @@ def _download_progress() -> Any:
         from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
         if "bar" not in state:
-            state["bar"] = Progress(TextColumn("preparing the local model"), BarColumn(), DownloadColumn(),
-                                    TransferSpeedColumn(), console=err, transient=True)
+            state["bar"] = Progress(
+                TextColumn("preparing the local model"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=err,
+                transient=True,
+            )
             state["task"] = state["bar"].add_task("model", total=total)
             state["bar"].start()
         state["bar"].update(state["task"], completed=done, total=total)
@@ -135,7 +143,9 @@ def _download_progress() -> Any:
     return update
 
 
-def load_examples(benchmark: str, data: str | None, split: str, spec: SplitSpec, limit: int | None) -> tuple[Benchmark, list]:
+def load_examples(
+    benchmark: str, data: str | None, split: str, spec: SplitSpec, limit: int | None
+) -> tuple[Benchmark, list]:
     from agentsearch.evaluators.benchmarks import get_benchmark
 
     bench = get_benchmark(benchmark, data=data, seed=spec.seed)
@@ -271,8 +281,13 @@ def evaluate(
     for col in ("score", "n", "correct", "errors", "tokens/q", "calls/q", "wall s"):
         table.add_column(col, justify="right")
     table.add_row(
-        f"{result.score:.3f}", str(result.n), str(result.n_correct), str(result.n_errors),
-        f"{result.tokens_per_question:.0f}", f"{result.calls_per_question:.2f}", f"{result.wall_s:.1f}",
+        f"{result.score:.3f}",
+        str(result.n),
+        str(result.n_correct),
+        str(result.n_errors),
+        f"{result.tokens_per_question:.0f}",
+        f"{result.calls_per_question:.2f}",
+        f"{result.wall_s:.1f}",
     )
     out.print(table)
     if result.n_errors:
@@ -308,8 +323,10 @@ def run(
         from agentsearch.evaluators.prepare import needs_preparation
 
         if needs_preparation(graph):
-            err.print("note: the experience node has no insights yet (evaluate or optimize it on a benchmark to "
-                      "build them); answering without")
+            err.print(
+                "note: the experience node has no insights yet (evaluate or optimize it on a benchmark to "
+                "build them); answering without"
+            )
         program = compile_graph(graph, lms=models.lms)
         with metering() as meter:
             pred = program(question=question)
@@ -324,7 +341,9 @@ def run(
 
 @app.command()
 def space(
-    levels: Annotated[str, typer.Option("--levels", help="comma-separated: prompt,module,agent")] = "prompt,module,agent",
+    levels: Annotated[
+        str, typer.Option("--levels", help="comma-separated: prompt,module,agent")
+    ] = "prompt,module,agent",
     json_out: JsonOpt = False,
 ) -> None:
     """Show the search space for the given levels (every parameter, its domain and condition)."""
@@ -355,7 +374,9 @@ def optimize(
     config: ConfigOpt = None,
     local_model: LocalModelOpt = None,
     data: DataOpt = None,
-    trials: Annotated[int, typer.Option("--trials", min=1, help="finished trials (complete + pruned) in the study")] = 20,
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, help="finished trials (complete + pruned) in the study")
+    ] = 20,
     study: Annotated[str | None, typer.Option("--study", help="study name; an existing one is resumed")] = None,
     storage: Annotated[
         str | None, typer.Option("--storage", help="SQLAlchemy URL or journal file (default: RUN_DIR/optuna.db)")
@@ -363,15 +384,22 @@ def optimize(
     sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | gp | cmaes | nsga2")] = "tpe",
     optimizer: Annotated[
         str | None,
-        typer.Option("--optimizer", help="tpe | random | gp | cmaes | nsga2 | proposer | meta-agent | evolution | "
-                     "staged (default: the --sampler)"),
+        typer.Option(
+            "--optimizer",
+            help="tpe | random | gp | cmaes | nsga2 | proposer | meta-agent | evolution | "
+            "staged (default: the --sampler)",
+        ),
     ] = None,
-    strategy: Annotated[str | None, typer.Option("--strategy", help="staged: prompts, then topology, then prompts")] = None,
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", help="staged: prompts, then topology, then prompts")
+    ] = None,
     proposer_model: Annotated[
-        str, typer.Option("--proposer-model", help="model alias that writes instructions/graphs (default: the task model)")
+        str,
+        typer.Option("--proposer-model", help="model alias that writes instructions/graphs (default: the task model)"),
     ] = "default",
     prompt_optimizer: Annotated[
-        str | None, typer.Option("--prompt-optimizer", help="bootstrap | mipro | gepa: DSPy prompt optimization per candidate")
+        str | None,
+        typer.Option("--prompt-optimizer", help="bootstrap | mipro | gepa: DSPy prompt optimization per candidate"),
     ] = None,
     pruner: Annotated[str, typer.Option("--pruner", help="sha | hyperband | median | none")] = "sha",
     objectives: Annotated[str, typer.Option("--objectives", help="accuracy[,tokens] (Pareto search)")] = "accuracy",
@@ -381,24 +409,28 @@ def optimize(
     test_size: TestSizeOpt = "100",
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="candidates evaluated at once")] = 2,
     concurrency: ConcurrencyOpt = 8,
-    min_batch: Annotated[int, typer.Option("--min-batch", min=1, help="first validation minibatch (8, 16, 32, ...)")] = 8,
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory (studies, MLflow, cache, exports)")] = Path("runs"),
+    min_batch: Annotated[
+        int, typer.Option("--min-batch", min=1, help="first validation minibatch (8, 16, 32, ...)")
+    ] = 8,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory (studies, MLflow, cache, exports)")] = Path(
+        "runs"
+    ),
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not log to MLflow")] = False,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="do not enqueue the baselines")] = False,
     max_calls: Annotated[
-        int, typer.Option("--max-calls-per-question", min=1, help="LM calls/question budget; costlier designs are not run")
+        int,
+        typer.Option("--max-calls-per-question", min=1, help="LM calls/question budget; costlier designs are not run"),
     ] = 24,
     no_cache: NoCacheOpt = False,
     timeout: TimeoutOpt = 120.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Search agent designs on a benchmark; log to MLflow; test the best once; export it."""
+    from agentsearch.optimizers import OPTIMIZERS
     from agentsearch.optimizers.base import parse_objectives
     from agentsearch.optimizers.optuna_opt import PRUNERS, SAMPLERS
     from agentsearch.search_space.space import SearchSpace
-
-    from agentsearch.optimizers import OPTIMIZERS
 
     if sampler not in SAMPLERS:
         raise _user_error(f"--sampler: unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")
@@ -421,17 +453,36 @@ def optimize(
     run_dir = run_dir.resolve()
     progress = _StudyProgress(trials)
     cfg = StudyConfig(
-        study=study or default_study_name(benchmark), benchmark=benchmark, data=data, seed=seed,
-        val_size=spec.val_size, test_size=spec.test_size, trials=trials, levels=levels, sampler=sampler,
-        pruner=pruner, objectives=objs, parallel=parallel, concurrency=concurrency, min_batch=min_batch,
-        run_dir=run_dir, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
-        baselines=not no_baselines, max_calls_per_question=max_calls, aliases=_aliases(config),
-        optimizer=optimizer, proposer_model=proposer_model, prompt_optimizer=prompt_optimizer,
+        study=study or default_study_name(benchmark),
+        benchmark=benchmark,
+        data=data,
+        seed=seed,
+        val_size=spec.val_size,
+        test_size=spec.test_size,
+        trials=trials,
+        levels=levels,
+        sampler=sampler,
+        pruner=pruner,
+        objectives=objs,
+        parallel=parallel,
+        concurrency=concurrency,
+        min_batch=min_batch,
+        run_dir=run_dir,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        tracking=not no_tracking,
+        baselines=not no_baselines,
+        max_calls_per_question=max_calls,
+        aliases=_aliases(config),
+        optimizer=optimizer,
+        proposer_model=proposer_model,
+        prompt_optimizer=prompt_optimizer,
     )
     prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
     configure_cache(None if no_cache else run_dir / "cache")
-    models = models_from_flags(model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout,
-                               announce=progress.announce)
+    models = models_from_flags(
+        model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout, announce=progress.announce
+    )
     try:
         with models, progress:
             cfg.models = models.public()
@@ -499,6 +550,50 @@ def ui(
         proc.wait(timeout=20)
 
 
+@app.command()
+def serve(
+    local_model: LocalModelOpt = None,
+    parallel: Annotated[
+        int | None, typer.Option("--parallel", min=1, help="parallel slots (default: by machine)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="compute threads (default: all cores)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="port on 127.0.0.1 (default: free)")
+    ] = None,
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="where the server log goes")] = Path("runs"),
+) -> None:
+    """Run the embedded CPU model as a standalone OpenAI-compatible server (Ctrl-C to stop)."""
+    import time
+
+    from agentsearch.evaluators.backends.local import LocalServer, LocalServerConfig
+
+    config = LocalServerConfig(
+        model_path=Path(local_model) if local_model else None,
+        port=port,
+        parallel=parallel,
+        threads=threads,
+        log_dir=run_dir.resolve() / "servers",
+    )
+    with LocalServer(config, progress=_download_progress()) as server:
+        out.print(
+            f"serving {server.model_name} at {server.url}  (slots: {server.parallel}, threads: "
+            f"{server.threads}; log: {server.log_path}); Ctrl-C to stop",
+            markup=False,
+            highlight=False,
+        )
+        out.print(
+            f"try: python main.py run --agent AGENT.yaml --question '...' --model {server.model_name} "
+            f"--api-base {server.url}",
+            markup=False,
+            highlight=False,
+        )
+        while True:
+            server.server.check_alive()
+            time.sleep(1.0)
+
+
 class _StudyProgress:
     """Rich progress for a study: trials done/pruned, best val so far, calls, tokens, ETA."""
 
@@ -506,10 +601,15 @@ class _StudyProgress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
-            TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("pruned {task.fields[pruned]} | best val {task.fields[best]} | calls {task.fields[calls]} | "
-                       "tokens {task.fields[tokens]}"),
-            TimeRemainingColumn(), console=err,
+            TextColumn("trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn(
+                "pruned {task.fields[pruned]} | best val {task.fields[best]} | calls {task.fields[calls]} | "
+                "tokens {task.fields[tokens]}"
+            ),
+            TimeRemainingColumn(),
+            console=err,
         )
         self.task = self.bar.add_task("trials", total=trials, pruned=0, best="-", calls=0, tokens=0)
         self.finished = self.pruned = self.calls = self.tokens = 0
@@ -546,16 +646,20 @@ class _StudyProgress:
             if result.state == "COMPLETE" and score is not None and (self.best is None or score > self.best):
                 self.best = score
             self.bar.update(
-                self.task, advance=1 if result.state in ("COMPLETE", "PRUNED") else 0, pruned=self.pruned,
+                self.task,
+                advance=1 if result.state in ("COMPLETE", "PRUNED") else 0,
+                pruned=self.pruned,
                 best="-" if self.best is None else f"{self.best:.3f}",
             )
         label = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "FAILED"}[result.state]
         val = result.metrics.get("val_score")
         shown = f"val {val:.3f}" if val is not None else ""
         why = f" ({result.reason})" if result.reason and result.state != "COMPLETE" else ""
+        line = f"trial {candidate.number:>3} {label:<6} {shown:<10} {candidate.origin:<18} {candidate.graph.summary()}"
         self.bar.console.print(
-            f"trial {candidate.number:>3} {label:<6} {shown:<10} {candidate.origin:<18} {candidate.graph.summary()}{why}",
-            markup=False, highlight=False,
+            line + why,
+            markup=False,
+            highlight=False,
         )
 
 
@@ -570,16 +674,25 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
         table.add_column(col, justify="right" if col != "agent" else "left")
     for name, score in summary["baselines"].items():
         t = summary["test"].get(f"baseline:{name}", {})
-        table.add_row(f"baseline {name}", fmt(summary["baselines_val"].get(name)), fmt(score),
-                      f"{t.get('tokens_per_question', 0):.0f}")
+        table.add_row(
+            f"baseline {name}",
+            fmt(summary["baselines_val"].get(name)),
+            fmt(score),
+            f"{t.get('tokens_per_question', 0):.0f}",
+        )
     t = summary["test"]["best:0"]
-    table.add_row(f"[bold]best (trial {summary['best_trial']})", fmt(summary["best_val"]), fmt(summary["best_test"]),
-                  f"{t.get('tokens_per_question', 0):.0f}")
+    table.add_row(
+        f"[bold]best (trial {summary['best_trial']})",
+        fmt(summary["best_val"]),
+        fmt(summary["best_test"]),
+        f"{t.get('tokens_per_question', 0):.0f}",
+    )
     out.print(table)
     out.print(f"best: {summary['best_summary']}", markup=False, highlight=False)
     out.print(
         f"trials: {summary['n_trials']} ({summary['n_pruned']} pruned, {summary['n_failed']} failed), "
-        f"LLM calls: {summary['calls']:,}, tokens: {summary['tokens']:,}", markup=False,
+        f"LLM calls: {summary['calls']:,}, tokens: {summary['tokens']:,}",
+        markup=False,
     )
     out.print(f"exported: {summary['export_dir']}/best.yaml", markup=False)
     if summary.get("tracking_uri"):
@@ -612,8 +725,13 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("acc {task.fields[acc]}"),
-            TimeRemainingColumn(), console=err, transient=True,
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("acc {task.fields[acc]}"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
         )
         self.task = self.bar.add_task(label, total=total, acc="-")
         self.correct = 0

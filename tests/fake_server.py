@@ -314,6 +314,7 @@ def approx_tokens(text: str) -> int:
 ANSWER_FIELD_NAMES = ("answer", "final_answer", "solution", "response", "output", "result", "prediction")
 REASONING_FIELD_NAMES = frozenset({"reasoning", "rationale", "thought", "thinking", "chain_of_thought"})
 _AUX_FIELD_HINTS = ("reason", "rational", "thought", "critique", "feedback", "score", "confiden", "correct")
+_CODE_FIELDS = ("code", "fixed_code", "program")
 
 
 def answer_field_name(output_fields: list[tuple[str, str]]) -> str | None:
@@ -328,7 +329,7 @@ def answer_field_name(output_fields: list[tuple[str, str]]) -> str | None:
             return cand
     for name in reversed(names):
         low = name.lower()
-        if not any(h in low for h in _AUX_FIELD_HINTS) and not low.startswith("next_tool"):
+        if not any(h in low for h in _AUX_FIELD_HINTS) and not low.startswith("next_tool") and low not in _CODE_FIELDS:
             return name
     return None
 
@@ -341,6 +342,8 @@ def _aux_value(name: str, type_str: str, answer: str, rng: random.Random) -> str
         return "finish"
     if low == "next_tool_args":
         return "{}"
+    if low in _CODE_FIELDS:  # program-of-thought: a program printing the chosen answer
+        return f"```python\nprint({answer!r})\n```"
     if low in REASONING_FIELD_NAMES or "reason" in low or "thought" in low:
         return f"Let me think step by step. Working through the problem, the result is {answer}."
     if "critique" in low or "feedback" in low:

@@ -50,7 +50,10 @@ def data_file(tmp_path_factory) -> Path:
 def server_url(data_file) -> str:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_server", "--port", "0", "--latency", "0.005", "--answers", str(data_file)],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline()
     assert line.startswith("READY "), line
@@ -60,8 +63,10 @@ def server_url(data_file) -> str:
 
 
 def test_help_is_fast_and_imports_nothing_heavy():
-    code = "import agentsearch.cli, sys; heavy = {'dspy', 'mlflow', 'optuna', 'litellm', 'torch'} & set(sys.modules); " \
-           "assert not heavy, heavy"
+    code = (
+        "import agentsearch.cli, sys; heavy = {'dspy', 'mlflow', 'optuna', 'litellm', 'torch'} & set(sys.modules); "
+        "assert not heavy, heavy"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     assert "optimize" in cli("--help").stdout
 
@@ -72,9 +77,23 @@ def test_baselines_rank_as_reasoning_predicts(tmp_path, data_file, server_url):
     scores = {}
     for name in ("direct", "cot", "cot_sc5"):
         out = cli(
-            "evaluate", "--agent", str(tmp_path / f"{name}.yaml"), "--benchmark", "jsonl", "--data", str(data_file),
-            "--val-size", "5", "--test-size", "40", "--model", "fake-model", "--api-base", server_url,
-            "--no-cache", "--json",
+            "evaluate",
+            "--agent",
+            str(tmp_path / f"{name}.yaml"),
+            "--benchmark",
+            "jsonl",
+            "--data",
+            str(data_file),
+            "--val-size",
+            "5",
+            "--test-size",
+            "40",
+            "--model",
+            "fake-model",
+            "--api-base",
+            server_url,
+            "--no-cache",
+            "--json",
         ).stdout
         result = json.loads(out)
         assert {"score", "n", "tokens_per_question", "calls_per_question", "wall_s"} <= set(result)
@@ -86,8 +105,17 @@ def test_baselines_rank_as_reasoning_predicts(tmp_path, data_file, server_url):
 def test_run_prints_the_answer(tmp_path, server_url):
     cli("baselines", "--out", str(tmp_path))
     q = next(iter(QUESTIONS))
-    out = cli("run", "--agent", str(tmp_path / "cot_sc5.yaml"), "--question", q, "--model", "fake-model",
-              "--api-base", server_url).stdout.strip()
+    out = cli(
+        "run",
+        "--agent",
+        str(tmp_path / "cot_sc5.yaml"),
+        "--question",
+        q,
+        "--model",
+        "fake-model",
+        "--api-base",
+        server_url,
+    ).stdout.strip()
     assert out.isdigit()
 
 
@@ -121,17 +149,51 @@ def test_bad_dataset_and_endpoint(tmp_path, data_file, server_url):
     line = bad("evaluate", *common, "--benchmark", "jsonl", "--data", str(data), "--api-base", server_url)
     assert f"{data}:2" in line and "answer" in line
     start = time.perf_counter()
-    line = bad("evaluate", *common, "--benchmark", "jsonl", "--data", str(data_file), "--test-size", "10",
-               "--api-base", "http://127.0.0.1:9/v1")
+    line = bad(
+        "evaluate",
+        *common,
+        "--benchmark",
+        "jsonl",
+        "--data",
+        str(data_file),
+        "--test-size",
+        "10",
+        "--api-base",
+        "http://127.0.0.1:9/v1",
+    )
     assert "cannot connect" in line and time.perf_counter() - start < 20
-    assert "--val-size" in bad("evaluate", *common, "--benchmark", "jsonl", "--data", str(data_file),
-                               "--api-base", server_url, "--val-size", "lots")
+    assert "--val-size" in bad(
+        "evaluate",
+        *common,
+        "--benchmark",
+        "jsonl",
+        "--data",
+        str(data_file),
+        "--api-base",
+        server_url,
+        "--val-size",
+        "lots",
+    )
     assert "No such option" in bad("evaluate", "--bogus")
 
 
 def test_optimize_bad_input(tmp_path, data_file, server_url):
-    common = ["--benchmark", "jsonl", "--data", str(data_file), "--model", "fake-model", "--api-base", server_url,
-              "--run-dir", str(tmp_path), "--val-size", "8", "--test-size", "8"]
+    common = [
+        "--benchmark",
+        "jsonl",
+        "--data",
+        str(data_file),
+        "--model",
+        "fake-model",
+        "--api-base",
+        server_url,
+        "--run-dir",
+        str(tmp_path),
+        "--val-size",
+        "8",
+        "--test-size",
+        "8",
+    ]
     assert "--test-size" in bad("optimize", *common, "--test-size", "100")
     assert "sampler" in bad("optimize", *common, "--sampler", "annealing")
     assert "pruner" in bad("optimize", *common, "--pruner", "sometimes")
@@ -142,9 +204,29 @@ def test_optimize_bad_input(tmp_path, data_file, server_url):
 
 def _optimize(run_dir: Path, data_file: Path, url: str, *extra: str, **kw) -> subprocess.CompletedProcess:
     return cli(
-        "optimize", "--benchmark", "jsonl", "--data", str(data_file), "--model", "fake-model", "--api-base", url,
-        "--val-size", "16", "--test-size", "16", "--min-batch", "4", "--concurrency", "4", "--seed", "1",
-        "--run-dir", str(run_dir), *extra, **kw,
+        "optimize",
+        "--benchmark",
+        "jsonl",
+        "--data",
+        str(data_file),
+        "--model",
+        "fake-model",
+        "--api-base",
+        url,
+        "--val-size",
+        "16",
+        "--test-size",
+        "16",
+        "--min-batch",
+        "4",
+        "--concurrency",
+        "4",
+        "--seed",
+        "1",
+        "--run-dir",
+        str(run_dir),
+        *extra,
+        **kw,
     )
 
 
@@ -159,16 +241,52 @@ def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
     export = tmp_path / "exported"
     cli("export", "--study", "e2e", "--out", str(export), "--run-dir", str(tmp_path))
     assert (export / "best.yaml").exists() and (export / "program.json").exists()
-    again = json.loads(cli(
-        "evaluate", "--agent", str(export / "best.yaml"), "--benchmark", "jsonl", "--data", str(data_file),
-        "--split", "test", "--seed", "1", "--val-size", "16", "--test-size", "16", "--model", "fake-model",
-        "--api-base", server_url, "--run-dir", str(tmp_path), "--json",
-    ).stdout)
+    again = json.loads(
+        cli(
+            "evaluate",
+            "--agent",
+            str(export / "best.yaml"),
+            "--benchmark",
+            "jsonl",
+            "--data",
+            str(data_file),
+            "--split",
+            "test",
+            "--seed",
+            "1",
+            "--val-size",
+            "16",
+            "--test-size",
+            "16",
+            "--model",
+            "fake-model",
+            "--api-base",
+            server_url,
+            "--run-dir",
+            str(tmp_path),
+            "--json",
+        ).stdout
+    )
     assert again["score"] == summary["best_test"]
 
     # the same study name with another benchmark is refused
-    line = bad("optimize", "--benchmark", "reasoning_gym:chain_sum", "--model", "fake-model", "--api-base",
-               server_url, "--run-dir", str(tmp_path), "--study", "e2e", "--val-size", "16", "--test-size", "16")
+    line = bad(
+        "optimize",
+        "--benchmark",
+        "reasoning_gym:chain_sum",
+        "--model",
+        "fake-model",
+        "--api-base",
+        server_url,
+        "--run-dir",
+        str(tmp_path),
+        "--study",
+        "e2e",
+        "--val-size",
+        "16",
+        "--test-size",
+        "16",
+    )
     assert "e2e" in line and "benchmark" in line
 
 
@@ -176,14 +294,43 @@ def test_resume_after_sigkill(tmp_path, data_file):
     """Kill the optimizer mid-study; resuming reaches the exact trial count with no trial lost or repeated."""
     slow = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_server", "--port", "0", "--latency", "0.05", "--answers", str(data_file)],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         url = slow.stdout.readline().split()[1]
-        args = [sys.executable, "main.py", "optimize", "--benchmark", "jsonl", "--data", str(data_file), "--model",
-                "fake-model", "--api-base", url, "--val-size", "16", "--test-size", "8", "--min-batch", "4",
-                "--concurrency", "4", "--run-dir", str(tmp_path), "--study", "crashy", "--trials", "10",
-                "--parallel", "2", "--no-tracking"]
+        args = [
+            sys.executable,
+            "main.py",
+            "optimize",
+            "--benchmark",
+            "jsonl",
+            "--data",
+            str(data_file),
+            "--model",
+            "fake-model",
+            "--api-base",
+            url,
+            "--val-size",
+            "16",
+            "--test-size",
+            "8",
+            "--min-batch",
+            "4",
+            "--concurrency",
+            "4",
+            "--run-dir",
+            str(tmp_path),
+            "--study",
+            "crashy",
+            "--trials",
+            "10",
+            "--parallel",
+            "2",
+            "--no-tracking",
+        ]
         victim = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         import optuna
 
@@ -216,7 +363,8 @@ def test_resume_after_sigkill(tmp_path, data_file):
             assert trials[number].state == state and trials[number].values == values
         baselines = [t.user_attrs.get("origin", "").removesuffix(":retry") for t in counted]
         assert sorted(b for b in baselines if b.startswith("baseline:")) == sorted(
-            f"baseline:{n}" for n in ("direct", "cot", "cot_sc5", "self_refine"))
+            f"baseline:{n}" for n in ("direct", "cot", "cot_sc5", "self_refine")
+        )
         failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
         assert all("interrupted" in t.user_attrs.get("reason", "") for t in failed)
     finally:

@@ -312,25 +312,22 @@ def test_max_in_flight_counts_concurrency() -> None:
 
 
 def test_concurrent_clients_overlap() -> None:
-    """Many clients at 20 ms latency are served at once (no absolute timing: machines are noisy)."""
+    """Clients are served at once, not one after another (no absolute timing: machines are noisy)."""
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
-    counts = [0] * 16
-    with FakeOpenAIServer(latency=0.02) as server:
-        stop = time.perf_counter() + 1.0
+    with FakeOpenAIServer(latency=1.0) as server:
+        barrier = threading.Barrier(8)
 
-        def worker(k: int) -> None:
-            with httpx.Client(base_url=server.url, timeout=5) as c:
-                while time.perf_counter() < stop:
-                    assert c.post("/chat/completions", json=body).status_code == 200
-                    counts[k] += 1
+        def worker() -> None:
+            with httpx.Client(base_url=server.url, timeout=10) as c:
+                barrier.wait()
+                assert c.post("/chat/completions", json=body).status_code == 200
 
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+        threads = [threading.Thread(target=worker) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-    assert server.max_in_flight >= 8
-    assert server.n_requests == sum(counts)
+    assert server.max_in_flight == 8 and server.n_requests == 8
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import dspy
 
 from agentsearch.errors import GraphError
-from agentsearch.evaluators.operators import NodeOutput, OperatorModule, build_operator
+from agentsearch.evaluators.library import build_operator
+from agentsearch.evaluators.operators import NodeOutput, OperatorModule
 from agentsearch.search_space.graph import AgentGraph
 
 

@@ -206,8 +206,9 @@ class Evaluator:
             nonlocal done
             if cancel is not None and cancel.is_set():
                 ex = examples[i]
-                rec = ExampleRecord(id=ex.id, question=ex.question, gold=ex.answer, error="cancelled",
-                                    error_kind="internal")
+                rec = ExampleRecord(
+                    id=ex.id, question=ex.question, gold=ex.answer, error="cancelled", error_kind="internal"
+                )
             else:
                 rec = self._run_one(program, examples[i], meters[i])
             with lock:
@@ -229,5 +230,6 @@ class Evaluator:
         for m in meters:
             by_model.merge(m)
         usage = {alias: {**asdict(u), "tokens": u.tokens} for alias, u in by_model.by_model.items()}
-        return EvalResult(records=[r for r in records if r is not None], wall_s=time.perf_counter() - start,
-                          usage_by_model=usage)
+        return EvalResult(
+            records=[r for r in records if r is not None], wall_s=time.perf_counter() - start, usage_by_model=usage
+        )

@@ -157,8 +157,9 @@ def build_lm(
         if len(endpoint) > 1:
             from agentsearch.evaluators.pool import PooledLM
 
-            return PooledLM(endpoint, alias=endpoint[0].alias, cache=cache, timeout=timeout,
-                            num_retries=min(num_retries, 1))
+            return PooledLM(
+                endpoint, alias=endpoint[0].alias, cache=cache, timeout=timeout, num_retries=min(num_retries, 1)
+            )
         endpoint = endpoint[0]
     return MeteredLM(
         lm_model_name(endpoint),
@@ -200,7 +201,9 @@ def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> list[str]:
     except httpx.HTTPError as exc:
         raise EndpointError(f"--api-base {endpoint.api_base}: {type(exc).__name__}: {exc}") from None
     if resp.status_code in (401, 403):
-        raise EndpointError(f"--api-base {endpoint.api_base}: the server rejected the API key (HTTP {resp.status_code})")
+        raise EndpointError(
+            f"--api-base {endpoint.api_base}: the server rejected the API key (HTTP {resp.status_code})"
+        )
     if resp.status_code == 404:
         return []
     if resp.status_code >= 400:
@@ -208,4 +211,6 @@ def check_endpoint(endpoint: Endpoint, timeout: float = 5.0) -> list[str]:
     try:
         return [m.get("id", "") for m in resp.json().get("data", [])]
     except (ValueError, AttributeError):
-        raise EndpointError(f"--api-base {endpoint.api_base}: not an OpenAI-compatible API (bad /models reply)") from None
+        raise EndpointError(
+            f"--api-base {endpoint.api_base}: not an OpenAI-compatible API (bad /models reply)"
+        ) from None

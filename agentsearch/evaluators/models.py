@@ -93,17 +93,16 @@ class RunConfig(BaseModel):
             raise UserError(f"{path}: field '{loc}': {err['msg']}") from None
 
 
-def spec_from_flags(model: str, api_bases: list[str], local_model: str | None = None,
-                    parallel: int | None = None) -> ModelSpec:
+def spec_from_flags(
+    model: str, api_bases: list[str], local_model: str | None = None, parallel: int | None = None
+) -> ModelSpec:
     """The ``default`` alias from CLI flags: ``--api-base`` (repeatable) or a launcher in ``--model``."""
     if model == "local" or model.startswith("vllm:"):
         if api_bases:
             raise UserError(f"--model {model} starts its own server: drop --api-base")
         return ModelSpec(launcher=model, local_model=local_model, parallel=parallel)
     if not api_bases:
-        raise UserError(
-            f"--model {model}: give --api-base URL for it, or use --model local (the embedded CPU model)"
-        )
+        raise UserError(f"--model {model}: give --api-base URL for it, or use --model local (the embedded CPU model)")
     for url in api_bases:
         if not url.startswith(("http://", "https://")):
             raise UserError(f"--api-base {url!r}: expected an http(s):// URL")
@@ -162,8 +161,10 @@ class ModelSet:
         self._stack.close()
 
     def _connect(self, alias: str, spec: ModelSpec) -> list[Endpoint]:
-        eps = [Endpoint(model=e.model, api_base=e.api_base, api_key=_key(e, alias, self.api_key), alias=alias)
-               for e in spec.endpoints]
+        eps = [
+            Endpoint(model=e.model, api_base=e.api_base, api_key=_key(e, alias, self.api_key), alias=alias)
+            for e in spec.endpoints
+        ]
         reachable, errors = [], []
         for ep in eps:
             try:
@@ -184,8 +185,10 @@ class ModelSet:
 
             server = LocalServer(
                 LocalServerConfig(
-                    model_path=Path(spec.local_model) if spec.local_model else None, parallel=spec.parallel,
-                    threads=spec.threads, log_dir=log_dir,
+                    model_path=Path(spec.local_model) if spec.local_model else None,
+                    parallel=spec.parallel,
+                    threads=spec.threads,
+                    log_dir=log_dir,
                 ),
                 progress=self.progress,
             )
@@ -194,9 +197,12 @@ class ModelSet:
 
             v = spec.vllm
             server = VllmServer(
-                spec.launcher.removeprefix("vllm:"), tensor_parallel_size=v.tensor_parallel_size,  # type: ignore[union-attr]
-                gpu_memory_utilization=v.gpu_memory_utilization, max_model_len=v.max_model_len,
-                extra_args=tuple(v.extra_args), log_dir=log_dir,
+                spec.launcher.removeprefix("vllm:"),
+                tensor_parallel_size=v.tensor_parallel_size,  # type: ignore[union-attr]
+                gpu_memory_utilization=v.gpu_memory_utilization,
+                max_model_len=v.max_model_len,
+                extra_args=tuple(v.extra_args),
+                log_dir=log_dir,
             )
         self.announce(f"starting the {spec.launcher} server for '{alias}' (log: {log_dir})")
         self._stack.enter_context(server)
@@ -207,7 +213,10 @@ class ModelSet:
     def public(self) -> dict[str, dict[str, Any]]:
         """What may be logged: models and URLs per alias, never keys."""
         return {
-            alias: {"model": eps[0].model, "api_base": ", ".join(e.api_base for e in eps),
-                    "launcher": self.specs[alias].launcher or ""}
+            alias: {
+                "model": eps[0].model,
+                "api_base": ", ".join(e.api_base for e in eps),
+                "launcher": self.specs[alias].launcher or "",
+            }
             for alias, eps in self.endpoints.items()
         }

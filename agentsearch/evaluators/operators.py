@@ -221,20 +221,12 @@ class AggregateOp(OperatorModule):
         return NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"))
 
 
-# The rest of the library builds on the base above (imported here, after it is defined).
-from agentsearch.evaluators.operators_more import IMPLEMENTATIONS_MORE  # noqa: E402
-
-IMPLEMENTATIONS: dict[str, Callable[[NodeConfig], OperatorModule]] = {
+#: The v1 operators; the full registry (with :mod:`operators_more`) is :mod:`agentsearch.evaluators.library`.
+V1_IMPLEMENTATIONS: dict[str, Callable[[NodeConfig], OperatorModule]] = {
     "predict": PredictOp,
     "cot": CoTOp,
     "self_consistency": SelfConsistencyOp,
     "self_refine": SelfRefineOp,
     "vote": VoteOp,
     "aggregate": AggregateOp,
-    **IMPLEMENTATIONS_MORE,
 }
-
-
-def build_operator(node: NodeConfig) -> OperatorModule:
-    """The module for one node (its operator's implementation, configured by its params)."""
-    return IMPLEMENTATIONS[node.op](node)

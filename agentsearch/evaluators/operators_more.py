@@ -229,8 +229,9 @@ class LeastToMostOp(OperatorModule):
         subs = _lines(plan.subquestions, self.params.max_subquestions)  # type: ignore[attr-defined]
         solved: list[str] = []
         for sub in subs:
-            pred = self.solve_sub(question=q, solved="\n".join(solved) or "(none yet)", subquestion=sub,
-                                  config=self._config())
+            pred = self.solve_sub(
+                question=q, solved="\n".join(solved) or "(none yet)", subquestion=sub, config=self._config()
+            )
             solved.append(f"Q: {sub}\nA: {_text(pred, 'answer')}")
         final = self.final(question=q, context="\n".join(solved) or "(no subquestions)", config=self._config())
         reasoning = "\n".join(solved + [_text(final, "reasoning")])
@@ -261,8 +262,9 @@ class PlanAndSolveOp(OperatorModule):
 
     def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
         pred = self.solve(question=with_context(question, upstream), config=self._config())
-        return NodeOutput(answer=_text(pred, "answer"),
-                          reasoning=f"Plan: {_text(pred, 'plan')}\n{_text(pred, 'solution')}")
+        return NodeOutput(
+            answer=_text(pred, "answer"), reasoning=f"Plan: {_text(pred, 'plan')}\n{_text(pred, 'solution')}"
+        )
 
 
 # -- test-time scaling ------------------------------------------------------------------------
@@ -319,8 +321,9 @@ class PRMBeamOp(OperatorModule):
                     expanded.append((1.0, steps))
                     continue
                 for _ in range(p.expansions):  # type: ignore[attr-defined]
-                    pred = self.propose(question=q, steps="\n".join(steps) or "(no steps yet)",
-                                        config=self._config(sample=sample))
+                    pred = self.propose(
+                        question=q, steps="\n".join(steps) or "(no steps yet)", config=self._config(sample=sample)
+                    )
                     sample += 1
                     new = steps + [_text(pred, "step")]
                     try:
@@ -370,8 +373,9 @@ class DebateOp(OperatorModule):
 def _pick(judge: dspy.Module, op: OperatorModule, question: str, candidates: Sequence[NodeOutput]) -> NodeOutput:
     """An LLM judge's choice among candidates (1-based index; unreadable -> the majority answer)."""
     try:
-        index = _int(judge(question=question, candidates=format_solutions(candidates, "Candidate"),
-                           config=op._config()).best)
+        index = _int(
+            judge(question=question, candidates=format_solutions(candidates, "Candidate"), config=op._config()).best
+        )
     except AdapterParseError:
         index = None
     if index is not None and 1 <= index <= len(candidates):
@@ -389,8 +393,9 @@ class FuseOp(OperatorModule):
 
     def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
         pred = self.fuse(question=question, candidates=format_solutions(upstream, "Candidate"), config=self._config())
-        return NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"),
-                          samples=tuple(u.answer for u in upstream))
+        return NodeOutput(
+            answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"), samples=tuple(u.answer for u in upstream)
+        )
 
 
 class RankOp(OperatorModule):
@@ -402,8 +407,9 @@ class RankOp(OperatorModule):
 
     def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
         try:
-            ranking = self.rank(question=question, candidates=format_solutions(upstream, "Candidate"),
-                                config=self._config()).ranking
+            ranking = self.rank(
+                question=question, candidates=format_solutions(upstream, "Candidate"), config=self._config()
+            ).ranking
             order = [int(x) for x in re.findall(r"\d+", str(ranking)) if 1 <= int(x) <= len(upstream)]
         except AdapterParseError:
             order = []
@@ -434,6 +440,7 @@ def make_tools(names: Sequence[str], timeout_s: float = 5.0) -> list[Callable[..
     """The tool functions ReAct may call (docstrings are what the LLM sees)."""
     tools: list[Callable[..., str]] = []
     if "calculator" in names:
+
         def calculator(expression: str) -> str:
             """Evaluate an arithmetic expression exactly, e.g. '(12 + 7) * 3 / 4' or 'sqrt(2) ^ 2'."""
             from agentsearch.evaluators.calculator import evaluate
@@ -442,6 +449,7 @@ def make_tools(names: Sequence[str], timeout_s: float = 5.0) -> list[Callable[..
 
         tools.append(calculator)
     if "python" in names:
+
         def python(code: str) -> str:
             """Run a short Python 3 program in a sandbox (no files, no network) and return what it prints."""
             return run_code(code, timeout_s)
@@ -455,8 +463,10 @@ def run_code(code: str, timeout_s: float = 5.0) -> str:
     from agentsearch.evaluators.sandbox import SandboxLimits, run_python
 
     result = run_python(strip_fences(code), limits=SandboxLimits(cpu_s=timeout_s, wall_s=timeout_s * 2))
+    if result.ok and result.stdout.strip():
+        return result.stdout.strip()
     if result.ok:
-        return result.stdout.strip() or "(the program printed nothing)"
+        return "error: the program printed nothing; print the final answer on the last line"
     reason = result.killed_reason or f"exit code {result.returncode}"
     tail = "\n".join(result.stderr.strip().splitlines()[-6:])
     return f"error: {reason}\n{tail}".strip()
@@ -541,8 +551,9 @@ class ExperienceOp(OperatorModule):
         super().__init__(node)
         insights = getattr(self.params, "insights", ())
         if insights:
-            self.instruction = self.instruction + "\n\nInsights from earlier problems:\n" + "\n".join(
-                f"- {i}" for i in insights)
+            self.instruction = (
+                self.instruction + "\n\nInsights from earlier problems:\n" + "\n".join(f"- {i}" for i in insights)
+            )
         self.solve = self._predictor(Solve, reasoning=True)
 
     def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
@@ -550,8 +561,9 @@ class ExperienceOp(OperatorModule):
         return NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"))
 
 
-def build_insights(node: NodeConfig, lm: dspy.BaseLM, train: Sequence[Any],
-                   metric: Callable[[Any, str], bool]) -> NodeConfig:
+def build_insights(
+    node: NodeConfig, lm: dspy.BaseLM, train: Sequence[Any], metric: Callable[[Any, str], bool]
+) -> NodeConfig:
     """Solve ``n_train`` train examples with the node, then distill insights from its successes and
     failures; returns the node with ``params.insights`` filled (the memory is frozen from then on)."""
     params = node.params
@@ -571,8 +583,12 @@ def build_insights(node: NodeConfig, lm: dspy.BaseLM, train: Sequence[Any],
         else:
             failures.append(f"{entry}\nCorrect answer: {ex.answer}")
     try:
-        text = distill(task=solver.instruction, successes="\n\n".join(successes) or "(none)",
-                       failures="\n\n".join(failures) or "(none)", config={"temperature": 0.0}).insights
+        text = distill(
+            task=solver.instruction,
+            successes="\n\n".join(successes) or "(none)",
+            failures="\n\n".join(failures) or "(none)",
+            config={"temperature": 0.0},
+        ).insights
     except AdapterParseError:
         text = ""
     insights = tuple(i[:300] for i in _lines(text, params.max_insights))  # type: ignore[attr-defined]

@@ -102,8 +102,13 @@ class PooledLM(MeteringMixin, _PoolRouter):
             raise ValueError("a pool needs at least one endpoint")
         first = endpoints[0]
         super().__init__(
-            lm_model_name(first), api_base=first.api_base.rstrip("/"), api_key=first.api_key or "not-needed",
-            cache=cache, num_retries=num_retries, timeout=timeout, engine="lm15",
+            lm_model_name(first),
+            api_base=first.api_base.rstrip("/"),
+            api_key=first.api_key or "not-needed",
+            cache=cache,
+            num_retries=num_retries,
+            timeout=timeout,
+            engine="lm15",
         )
         self.alias = alias
         self.cooldown_s = cooldown_s
@@ -112,8 +117,13 @@ class PooledLM(MeteringMixin, _PoolRouter):
             Member(
                 e,
                 dspy.LM(
-                    lm_model_name(e), api_base=e.api_base.rstrip("/"), api_key=e.api_key or "not-needed",
-                    cache=cache, num_retries=num_retries, timeout=timeout, engine="lm15",
+                    lm_model_name(e),
+                    api_base=e.api_base.rstrip("/"),
+                    api_key=e.api_key or "not-needed",
+                    cache=cache,
+                    num_retries=num_retries,
+                    timeout=timeout,
+                    engine="lm15",
                 ),
             )
             for e in endpoints

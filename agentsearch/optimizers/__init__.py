@@ -9,8 +9,16 @@ OPTIMIZERS = ("tpe", "random", "gp", "cmaes", "nsga2", "proposer", "meta-agent",
 LLM_OPTIMIZERS = ("proposer", "meta-agent", "evolution")
 
 
-def make_optimizer(name: str, space: Any, *, proposer_lm: Any = None, task: str = "", n_trials: int = 20,
-                   demo_bootstrap: Any = None, **kwargs: Any) -> Any:
+def make_optimizer(
+    name: str,
+    space: Any,
+    *,
+    proposer_lm: Any = None,
+    task: str = "",
+    n_trials: int = 20,
+    demo_bootstrap: Any = None,
+    **kwargs: Any,
+) -> Any:
     """The optimizer for ``--optimizer NAME``; ``kwargs`` go to the Optuna study (storage, seed, ...)."""
     from agentsearch.errors import UserError
     from agentsearch.optimizers.optuna_opt import SAMPLERS, OptunaOptimizer

@@ -50,14 +50,19 @@ def _examples(items: Sequence[dict[str, Any]], correct: bool, limit: int) -> str
 
 
 def bootstrap_demo_sets(
-    lm: dspy.BaseLM, train: Sequence[Any], metric: Callable[[Any, str], bool], sets: int = 2, k: int = 3,
+    lm: dspy.BaseLM,
+    train: Sequence[Any],
+    metric: Callable[[Any, str], bool],
+    sets: int = 2,
+    k: int = 3,
     max_tries: int = 16,
 ) -> list[list[dict[str, str]]]:
     """Demo sets of ``k`` correct chain-of-thought traces each, from the train split."""
     from agentsearch.evaluators.operators import Solve
 
-    solver = dspy.ChainOfThought(Solve.with_instructions(
-        "Solve the question step by step. Put only the final answer in the answer field."))
+    solver = dspy.ChainOfThought(
+        Solve.with_instructions("Solve the question step by step. Put only the final answer in the answer field.")
+    )
     solver.set_lm(lm)
     good: list[dict[str, str]] = []
     for ex in list(train)[:max_tries]:
@@ -69,7 +74,7 @@ def bootstrap_demo_sets(
             continue
         if metric(ex, str(pred.answer)):
             good.append({"question": ex.question, "answer": str(pred.answer), "reasoning": str(pred.reasoning)[:1200]})
-    return [good[i:i + k] for i in range(0, len(good) - k + 1, k)][:sets]
+    return [good[i : i + k] for i in range(0, len(good) - k + 1, k)][:sets]
 
 
 class InstructionProposer(OptunaOptimizer):
@@ -91,8 +96,12 @@ class InstructionProposer(OptunaOptimizer):
             raise UserError("--optimizer proposer writes instructions: include 'prompt' in --levels")
         import dataclasses
 
-        space = dataclasses.replace(space, proposal_slots=max(space.proposal_slots, 8),
-                                    demo_slots=max(space.demo_slots, 2 if demo_bootstrap else 0), pool=PromptPool())
+        space = dataclasses.replace(
+            space,
+            proposal_slots=max(space.proposal_slots, 8),
+            demo_slots=max(space.demo_slots, 2 if demo_bootstrap else 0),
+            pool=PromptPool(),
+        )
         super().__init__(space, **kwargs)
         self.name = "proposer"
         self.proposer_lm = proposer_lm
@@ -148,18 +157,25 @@ class InstructionProposer(OptunaOptimizer):
         slot = sorted(slots)[0]
         node_id = slot.split(".")[1]
         current = best.graph.node(node_id).params.instruction if best.graph else None  # type: ignore[union-attr]
-        history = "\n".join(
-            f"- ({t.values[0]:.2f}) {t.graph.node(node_id).params.instruction}"  # type: ignore[union-attr,index]
-            for t in sorted(done, key=lambda t: -t.values[0])[:5]  # type: ignore[index]
-            if t.graph is not None and node_id in {n.id for n in t.graph.nodes}
-            and getattr(t.graph.node(node_id).params, "instruction", None)
-        ) or "(none)"
+        history = (
+            "\n".join(
+                f"- ({t.values[0]:.2f}) {t.graph.node(node_id).params.instruction}"  # type: ignore[union-attr,index]
+                for t in sorted(done, key=lambda t: -t.values[0])[:5]  # type: ignore[index]
+                if t.graph is not None
+                and node_id in {n.id for n in t.graph.nodes}
+                and getattr(t.graph.node(node_id).params, "instruction", None)
+            )
+            or "(none)"
+        )
         propose = dspy.Predict(ProposeInstruction)
         propose.set_lm(self.proposer_lm)
         out = propose(
-            task=self.task, current_instruction=current or "(the default instruction)",
-            score=f"{best.values[0]:.3f}", failures=_examples(best.examples, False, 5),  # type: ignore[index]
-            successes=_examples(best.examples, True, 2), earlier_proposals=history,
+            task=self.task,
+            current_instruction=current or "(the default instruction)",
+            score=f"{best.values[0]:.3f}",
+            failures=_examples(best.examples, False, 5),  # type: ignore[index]
+            successes=_examples(best.examples, True, 2),
+            earlier_proposals=history,
             config={"temperature": 0.7, "rollout_id": len(done)},
         )
         text = " ".join(str(out.new_instruction or "").split())[:2000]

@@ -81,8 +81,10 @@ def render_archive(archive: list[FinishedTrial], limit: int = 8) -> str:
     blocks = []
     for t in best:
         g = t.graph.model_copy(update={"name": f"trial_{t.number}"})  # type: ignore[union-attr]
-        blocks.append(f"# score {t.values[0]:.3f}, {t.metrics.get('calls_per_question', 0):.1f} calls/question\n"  # type: ignore[index]
-                      f"{g.to_yaml().strip()}")
+        blocks.append(
+            f"# score {t.values[0]:.3f}, {t.metrics.get('calls_per_question', 0):.1f} calls/question\n"  # type: ignore[index]
+            f"{g.to_yaml().strip()}"
+        )
     return "\n\n".join(blocks) or "(empty)"
 
 
@@ -94,8 +96,15 @@ def extract_yaml(text: str) -> str:
 class MetaAgentOptimizer(ProposalOptimizer):
     """An LLM designs whole graphs from the archive; validated, repaired, deduplicated."""
 
-    def __init__(self, space: SearchSpace, *, proposer_lm: dspy.BaseLM | None = None, task: str = "Answer the question.",
-                 repairs: int = 2, **kwargs: Any):
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        proposer_lm: dspy.BaseLM | None = None,
+        task: str = "Answer the question.",
+        repairs: int = 2,
+        **kwargs: Any,
+    ):
         super().__init__(space, **kwargs)
         self.name = "meta-agent"
         self.proposer_lm = proposer_lm
@@ -107,15 +116,23 @@ class MetaAgentOptimizer(ProposalOptimizer):
             return None  # baselines (or the sampler) first
         design = dspy.Predict(DesignAgent)
         design.set_lm(self.proposer_lm)
-        budget = (f"at most {self.space.max_calls_per_question} LM calls per question"
-                  if self.space.max_calls_per_question else "no hard limit; cheaper is better")
+        budget = (
+            f"at most {self.space.max_calls_per_question} LM calls per question"
+            if self.space.max_calls_per_question
+            else "no hard limit; cheaper is better"
+        )
         feedback = ""
         seen = self.seen_hashes()
         for attempt in range(self.repairs + 1):
             try:
-                out = design(task=self.task, catalogue=catalogue(self.space), archive=render_archive(archive),
-                             budget=budget, feedback=feedback or "(none)",
-                             config={"temperature": 0.8, "rollout_id": len(archive) * 10 + attempt})
+                out = design(
+                    task=self.task,
+                    catalogue=catalogue(self.space),
+                    archive=render_archive(archive),
+                    budget=budget,
+                    feedback=feedback or "(none)",
+                    config={"temperature": 0.8, "rollout_id": len(archive) * 10 + attempt},
+                )
             except AdapterParseError as exc:
                 feedback = f"your reply could not be read: {str(exc).splitlines()[0][:200]}"
                 continue
@@ -127,8 +144,10 @@ class MetaAgentOptimizer(ProposalOptimizer):
                 log.info("meta-agent attempt %d invalid: %s", attempt + 1, exc)
                 continue
             if self.space.over_budget(graph):
-                feedback = (f"too expensive: {graph.expected_calls()} LM calls per question; the budget is "
-                            f"{self.space.max_calls_per_question}. Use fewer or cheaper nodes.")
+                feedback = (
+                    f"too expensive: {graph.expected_calls()} LM calls per question; the budget is "
+                    f"{self.space.max_calls_per_question}. Use fewer or cheaper nodes."
+                )
                 continue
             if graph.config_hash in seen:
                 feedback = "that agent was already evaluated (see the archive); propose a different one."

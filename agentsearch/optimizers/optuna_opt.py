@@ -39,7 +39,11 @@ def make_sampler(name: str, seed: int, n_objectives: int = 1, startup_trials: in
         with warnings.catch_warnings():  # multivariate/group/constant_liar are flagged experimental
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=startup_trials,
+                seed=seed,
+                multivariate=True,
+                group=True,
+                constant_liar=True,
+                n_startup_trials=startup_trials,
             )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -53,7 +57,9 @@ def make_sampler(name: str, seed: int, n_objectives: int = 1, startup_trials: in
         if n_objectives > 1:
             raise UserError("--sampler cmaes is single-objective; use nsga2 or tpe with several --objectives")
         return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=startup_trials, warn_independent_sampling=False,
+            seed=seed,
+            n_startup_trials=startup_trials,
+            warn_independent_sampling=False,
             independent_sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials),
         )
     if name == "nsga2":
@@ -77,7 +83,7 @@ def make_pruner(name: str, min_resource: int, max_resource: int) -> optuna.prune
 
 
 def open_storage(storage: str | None, run_dir: Path) -> optuna.storages.BaseStorage:
-    """``None`` -> SQLite under the run dir; ``*.log``/``*.journal``/``*.jsonl`` -> journal file; else SQLAlchemy URL."""
+    """``None``: SQLite under the run dir; a path without ``://``: a journal file; else a SQLAlchemy URL."""
     try:
         if storage is None:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -137,11 +143,16 @@ class OptunaOptimizer(Optimizer):
             raise UserError(f"--storage: cannot read studies ({str(exc).splitlines()[0]})") from None
         resumed = study_name in existing
         if resumed:
-            self.study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler_obj, pruner=pruner_obj)
+            self.study = optuna.load_study(
+                study_name=study_name, storage=storage, sampler=sampler_obj, pruner=pruner_obj
+            )
             self._check_resume(study_name, config)
         else:
             self.study = optuna.create_study(
-                study_name=study_name, storage=storage, sampler=sampler_obj, pruner=pruner_obj,
+                study_name=study_name,
+                storage=storage,
+                sampler=sampler_obj,
+                pruner=pruner_obj,
                 directions=[OBJECTIVES[o] for o in self.objectives],
             )
             self.study.set_user_attr("agentsearch.config", config)
@@ -160,8 +171,8 @@ class OptunaOptimizer(Optimizer):
                 continue  # may change between sessions of one study
             if stored.get(key) != config.get(key):
                 raise UserError(
-                    f"--study {study_name}: exists with a different {key} ({stored.get(key)!r} != {config.get(key)!r}); "
-                    "use another --study name"
+                    f"--study {study_name}: exists with a different {key} "
+                    f"({stored.get(key)!r} != {config.get(key)!r}); use another --study name"
                 )
 
     def _requeue_interrupted(self) -> None:
@@ -252,10 +263,15 @@ def finished_trial(t: optuna.trial.FrozenTrial) -> FinishedTrial:
     text = t.user_attrs.get("graph")
     graph = AgentGraph.from_text(text, source=f"trial {t.number}") if text else None
     return FinishedTrial(
-        number=t.number, state=_STATE[t.state], graph=graph, params=dict(t.params),
+        number=t.number,
+        state=_STATE[t.state],
+        graph=graph,
+        params=dict(t.params),
         values=list(t.values) if t.values is not None else None,
-        metrics=dict(t.user_attrs.get("metrics", {})), origin=t.user_attrs.get("origin", ""),
-        reason=t.user_attrs.get("reason"), examples=list(t.user_attrs.get("examples", [])),
+        metrics=dict(t.user_attrs.get("metrics", {})),
+        origin=t.user_attrs.get("origin", ""),
+        reason=t.user_attrs.get("reason"),
+        examples=list(t.user_attrs.get("examples", [])),
     )
 
 

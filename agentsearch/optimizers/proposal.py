@@ -94,4 +94,3 @@ class ProposalOptimizer(OptunaOptimizer):
             result.metrics["calls"] = result.metrics.get("calls", 0.0) + usage.calls
             result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + usage.tokens
         super().tell(candidate, result)
-

@@ -24,17 +24,22 @@ STAGES = ("prompt", "topology", "refine")
 
 
 class StagedOptimizer(OptunaOptimizer):
-    def __init__(self, space: SearchSpace, *, n_trials: int, fractions: tuple[float, float] = (0.3, 0.5),
-                 **kwargs: Any):
+    def __init__(
+        self, space: SearchSpace, *, n_trials: int, fractions: tuple[float, float] = (0.3, 0.5), **kwargs: Any
+    ):
         super().__init__(space, **kwargs)
         self.name = "staged"
-        n_base = sum(t.user_attrs.get("origin", "").startswith("baseline:") for t in self.study.get_trials(deepcopy=False))
+        n_base = sum(
+            t.user_attrs.get("origin", "").startswith("baseline:") for t in self.study.get_trials(deepcopy=False)
+        )
         search = max(3, n_trials - n_base)
         first = max(1, round(search * fractions[0]))
         second = max(1, round(search * fractions[1]))
         self.bounds = (n_base + first, n_base + first + second)
         self.prompt_space = dataclasses.replace(space, levels=frozenset({"prompt"}))
-        self.topology_space = dataclasses.replace(space, levels=frozenset(space.levels - {"prompt"}) or frozenset({"module"}))
+        self.topology_space = dataclasses.replace(
+            space, levels=frozenset(space.levels - {"prompt"}) or frozenset({"module"})
+        )
 
     def stage(self) -> str:
         done = self.n_finished() + len(self._running())
@@ -46,8 +51,13 @@ class StagedOptimizer(OptunaOptimizer):
         return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
 
     def _best_of(self, stage: str) -> AgentGraph | None:
-        done = [t for t in self.trials() if t.state == "COMPLETE" and t.graph is not None
-                and (stage == "any" or t.origin.removesuffix(":retry") == f"staged:{stage}")]
+        done = [
+            t
+            for t in self.trials()
+            if t.state == "COMPLETE"
+            and t.graph is not None
+            and (stage == "any" or t.origin.removesuffix(":retry") == f"staged:{stage}")
+        ]
         if not done:
             return None
         return max(done, key=lambda t: (t.values[0], -t.number)).graph  # type: ignore[index]
@@ -72,11 +82,15 @@ class StagedOptimizer(OptunaOptimizer):
             for node in base.nodes:
                 if not isinstance(node.params, LMParams) or OPERATORS[node.op].kind == "aggregator":
                     continue
-                idx = trial.suggest_categorical(f"prompt.{node.id}.instruction", list(range(len(self.space.instructions))))
+                idx = trial.suggest_categorical(
+                    f"prompt.{node.id}.instruction", list(range(len(self.space.instructions)))
+                )
                 style = trial.suggest_categorical(f"prompt.{node.id}.style", list(self.space.styles))
                 text = " ".join(t for t in (self.space.instructions[idx], STYLES.get(style, "")) if t)
                 if text:
-                    chosen[node.id] = text if self.space.instructions[idx] else f"{OPERATORS[node.op].default_instruction} {text}"
+                    chosen[node.id] = (
+                        text if self.space.instructions[idx] else f"{OPERATORS[node.op].default_instruction} {text}"
+                    )
             graph = _with_instructions(base, chosen)
         graph = graph.model_copy(update={"name": f"trial-{trial.number}"})
         origin = f"staged:{stage}"

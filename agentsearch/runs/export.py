@@ -22,8 +22,14 @@ def reproduce_command(config: Mapping[str, Any], agent_path: Path) -> str:
     if config.get("data"):
         parts += ["--data", str(config["data"])]
     parts += [
-        "--split", "test", "--seed", str(config["seed"]),
-        "--val-size", str(config["val_size"]), "--test-size", str(config["test_size"]),
+        "--split",
+        "test",
+        "--seed",
+        str(config["seed"]),
+        "--val-size",
+        str(config["val_size"]),
+        "--test-size",
+        str(config["test_size"]),
     ]
     if config.get("run_dir"):
         parts += ["--run-dir", str(config["run_dir"])]  # the run's response cache: exact replay of sampling

@@ -120,8 +120,12 @@ class SearchLoop:
         expected = graph.expected_calls()
         if self.max_calls_per_question is not None and expected > self.max_calls_per_question:
             reason = f"over budget: up to {expected} LM calls/question > {self.max_calls_per_question} (not run)"
-            return TrialResult("PRUNED", {"val_score": 0.0, "n_examples": 0.0, "expected_calls": float(expected)},
-                               reason=reason, step=0), []
+            return TrialResult(
+                "PRUNED",
+                {"val_score": 0.0, "n_examples": 0.0, "expected_calls": float(expected)},
+                reason=reason,
+                step=0,
+            ), []
         prep: dict[str, float] = {}
         if self.prepare is not None:  # e.g. experience memory, DSPy prompt optimizers (on the train split)
             with metering() as meter:
@@ -155,7 +159,7 @@ class SearchLoop:
         for step in self.schedule:
             if self._cancel.is_set():
                 return TrialResult("FAIL", _metrics(records), reason="interrupted"), records
-            batch = self.val[len(records):step]
+            batch = self.val[len(records) : step]
             result: EvalResult = evaluator.evaluate(program, batch, cancel=self._cancel)
             records.extend(result.records)
             errors = [r for r in records if r.error_kind in ("endpoint", "internal")]
@@ -278,9 +282,15 @@ def _metrics(records: Sequence[ExampleRecord]) -> dict[str, Any]:
 
 def example_sample(records: Sequence[ExampleRecord], failed: int = 6, passed: int = 3) -> list[dict[str, Any]]:
     """A few failed and passed examples of a trial (what prompt proposers learn from)."""
+
     def brief(r: ExampleRecord) -> dict[str, Any]:
-        return {"question": r.question[:1500], "gold": r.gold[:200], "prediction": r.prediction[:200],
-                "correct": r.correct, "reasoning": r.reasoning[:800]}
+        return {
+            "question": r.question[:1500],
+            "gold": r.gold[:200],
+            "prediction": r.prediction[:200],
+            "correct": r.correct,
+            "reasoning": r.reasoning[:800],
+        }
 
     wrong = [brief(r) for r in records if not r.correct and not r.error_kind == "endpoint"][:failed]
     right = [brief(r) for r in records if r.correct][:passed]

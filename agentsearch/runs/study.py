@@ -20,7 +20,7 @@ from agentsearch.evaluators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator, ExampleRecord
 from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
 from agentsearch.optimizers.base import Candidate, FinishedTrial, Optimizer, TrialResult, parse_objectives
-from agentsearch.optimizers.optuna_opt import OptunaOptimizer, open_storage
+from agentsearch.optimizers.optuna_opt import open_storage
 from agentsearch.runs.loop import LoopStats, SearchLoop
 from agentsearch.search_space.baselines import baseline_graphs
 from agentsearch.search_space.graph import AgentGraph
@@ -68,9 +68,14 @@ class StudyConfig:
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the stored one."""
         return {
-            "benchmark": self.benchmark, "data": self.data, "seed": self.seed, "val_size": self.val_size,
-            "test_size": self.test_size, "levels": sorted(s.strip() for s in self.levels.split(",") if s.strip()),
-            "objectives": list(self.objectives), "aliases": list(self.aliases),
+            "benchmark": self.benchmark,
+            "data": self.data,
+            "seed": self.seed,
+            "val_size": self.val_size,
+            "test_size": self.test_size,
+            "levels": sorted(s.strip() for s in self.levels.split(",") if s.strip()),
+            "objectives": list(self.objectives),
+            "aliases": list(self.aliases),
             "max_calls_per_question": self.max_calls_per_question,
         }
 
@@ -156,8 +161,14 @@ class _MlflowObserver:
 
         try:
             self.tracker.log_trial(
-                self.parent, candidate.number, graph=candidate.graph, params=candidate.params, state=result.state,
-                metrics=result.metrics, records=[_asdict(r) for r in records], reason=result.reason,
+                self.parent,
+                candidate.number,
+                graph=candidate.graph,
+                params=candidate.params,
+                state=result.state,
+                metrics=result.metrics,
+                records=[_asdict(r) for r in records],
+                reason=result.reason,
                 origin=candidate.origin,
             )
             score = result.metrics.get("val_score")
@@ -221,28 +232,43 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         from agentsearch.errors import UserError
 
         raise UserError("--val-size/--test-size: the validation and test splits must both be non-empty")
-    space = SearchSpace.from_levels(cfg.levels, models=tuple(cfg.aliases),
-                                    max_calls_per_question=cfg.max_calls_per_question)
+    space = SearchSpace.from_levels(
+        cfg.levels, models=tuple(cfg.aliases), max_calls_per_question=cfg.max_calls_per_question
+    )
     storage = open_storage(cfg.storage, cfg.run_dir)
     if cfg.proposer_model not in cfg.aliases:
         from agentsearch.errors import UserError
 
-        raise UserError(f"--proposer-model {cfg.proposer_model!r}: not a model alias (configured: {', '.join(cfg.aliases)})")
+        raise UserError(
+            f"--proposer-model {cfg.proposer_model!r}: not a model alias (configured: {', '.join(cfg.aliases)})"
+        )
     if cfg.prompt_optimizer is not None:
         from agentsearch.optimizers.dspy_prompts import PROMPT_OPTIMIZERS
 
         if cfg.prompt_optimizer not in PROMPT_OPTIMIZERS:
             from agentsearch.errors import UserError
 
-            raise UserError(f"--prompt-optimizer: unknown {cfg.prompt_optimizer!r} (choose from {', '.join(PROMPT_OPTIMIZERS)})")
+            raise UserError(
+                f"--prompt-optimizer: unknown {cfg.prompt_optimizer!r} (choose from {', '.join(PROMPT_OPTIMIZERS)})"
+            )
     from agentsearch.optimizers import make_optimizer
 
     optimizer = make_optimizer(
-        cfg.optimizer or cfg.sampler, space, task=task_description(bench), n_trials=cfg.trials,
-        study_name=cfg.study, storage=storage, sampler=cfg.sampler, pruner=cfg.pruner,
-        objectives=objectives, seed=cfg.seed, min_resource=cfg.min_batch, max_resource=len(val),
+        cfg.optimizer or cfg.sampler,
+        space,
+        task=task_description(bench),
+        n_trials=cfg.trials,
+        study_name=cfg.study,
+        storage=storage,
+        sampler=cfg.sampler,
+        pruner=cfg.pruner,
+        objectives=objectives,
+        seed=cfg.seed,
+        min_resource=cfg.min_batch,
+        max_resource=len(val),
         startup_trials=max(4, min(10, cfg.trials // 3)),
-        baselines=baseline_graphs() if cfg.baselines else None, study_config=cfg.identity(),
+        baselines=baseline_graphs() if cfg.baselines else None,
+        study_config=cfg.identity(),
     )
     return PreparedStudy(cfg, bench, val, test, splits["train"], space, optimizer)
 
@@ -271,7 +297,9 @@ def run_study(
         uri = cfg.tracking_uri or default_tracking_uri(cfg.run_dir)
         tracker = MlflowTracker(uri, experiment="agentsearch")
         parent = tracker.start_study(
-            cfg.study, config=cfg.public(), space=space.describe(),
+            cfg.study,
+            config=cfg.public(),
+            space=space.describe(),
             budget={"trials": cfg.trials, "val_examples": len(val), "test_examples": len(test)},
             resume_run_id=optimizer.study.user_attrs.get("mlflow_run_id"),
         )
@@ -292,14 +320,28 @@ def run_study(
         if cfg.prompt_optimizer and not candidate.is_baseline:
             from agentsearch.optimizers.dspy_prompts import optimize_prompts
 
-            graph = optimize_prompts(graph, lms, prepared.train, bench.metric, method=cfg.prompt_optimizer,
-                                     seed=cfg.seed, proposer_lm=proposer_lm)
+            graph = optimize_prompts(
+                graph,
+                lms,
+                prepared.train,
+                bench.metric,
+                method=cfg.prompt_optimizer,
+                seed=cfg.seed,
+                proposer_lm=proposer_lm,
+            )
         return graph
 
     loop = SearchLoop(
-        optimizer, lambda g: compile_graph(g, lms=lms), bench.metric, val, n_trials=cfg.trials,
-        parallel=cfg.parallel, concurrency=cfg.concurrency, min_batch=cfg.min_batch,
-        max_calls_per_question=cfg.max_calls_per_question, prepare=prepare,
+        optimizer,
+        lambda g: compile_graph(g, lms=lms),
+        bench.metric,
+        val,
+        n_trials=cfg.trials,
+        parallel=cfg.parallel,
+        concurrency=cfg.concurrency,
+        min_batch=cfg.min_batch,
+        max_calls_per_question=cfg.max_calls_per_question,
+        prepare=prepare,
         observer=_Observers([observer, _MlflowObserver(tracker, parent) if tracker else None]),
     )
     status = "FINISHED"
@@ -362,7 +404,8 @@ def finalize_study(
     trials = optimizer.trials()
     top = best[0]
     baseline_val = {
-        t.origin.split(":")[1]: t.metrics.get("val_score") for t in trials
+        t.origin.split(":")[1]: t.metrics.get("val_score")
+        for t in trials
         if t.origin.startswith("baseline:") and t.state == "COMPLETE"
     }
     return {
@@ -377,9 +420,10 @@ def finalize_study(
         "baselines": baselines_test,
         "baselines_val": baseline_val,
         "pareto": [
-            {"trial": t.number, "values": t.values, "test": results[f"best:{i}"]["score"]}
-            for i, t in enumerate(best)
-        ] if len(cfg.objectives) > 1 else [],
+            {"trial": t.number, "values": t.values, "test": results[f"best:{i}"]["score"]} for i, t in enumerate(best)
+        ]
+        if len(cfg.objectives) > 1
+        else [],
         "n_trials": sum(t.state in ("COMPLETE", "PRUNED") for t in trials),
         "n_complete": sum(t.state == "COMPLETE" for t in trials),
         "n_pruned": sum(t.state == "PRUNED" for t in trials),

@@ -89,7 +89,9 @@ class AgentGraph(BaseModel):
             raise GraphError(f"{source}: expected a mapping with 'nodes' and 'output', got {type(data).__name__}")
         unknown = sorted(set(data) - {"name", "description", "nodes", "output"})
         if unknown:
-            raise GraphError(f"{source}: field '{unknown[0]}': unknown field (allowed: name, description, nodes, output)")
+            raise GraphError(
+                f"{source}: field '{unknown[0]}': unknown field (allowed: name, description, nodes, output)"
+            )
         raw_nodes = data.get("nodes")
         if not isinstance(raw_nodes, list) or not raw_nodes:
             raise GraphError(f"{source}: field 'nodes': must be a non-empty list of nodes")
@@ -114,7 +116,9 @@ class AgentGraph(BaseModel):
     @classmethod
     def single(cls, op: str, name: str | None = None, node_id: str = "solve", **params: Any) -> AgentGraph:
         """A one-node graph, e.g. ``AgentGraph.single("cot", temperature=0.2)``."""
-        return cls.from_dict({"name": name or op, "output": node_id, "nodes": [{"id": node_id, "op": op, "params": params}]})
+        return cls.from_dict(
+            {"name": name or op, "output": node_id, "nodes": [{"id": node_id, "op": op, "params": params}]}
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> AgentGraph:
@@ -216,7 +220,7 @@ class AgentGraph(BaseModel):
 
     def models(self) -> set[str]:
         """Model aliases the graph's LM nodes use."""
-        return {getattr(node.params, "model") for node in self.nodes if hasattr(node.params, "model")}
+        return {node.params.model for node in self.nodes if hasattr(node.params, "model")}
 
     def summary(self) -> str:
         """One line, e.g. ``solve=self_consistency(n=5, temperature=0.7)``."""
@@ -270,7 +274,7 @@ class AgentGraph(BaseModel):
                     "params": node.params.model_dump(mode="json"),
                 }
                 keyed.append((json.dumps(entry, sort_keys=True, ensure_ascii=False), node_id, entry))
-            for blob, node_id, entry in sorted(keyed):
+            for _, node_id, entry in sorted(keyed):
                 canonical[node_id] = f"n{len(canonical) - 1}"
                 nodes.append(entry)
         canon = {"output": canonical[self.output], "nodes": nodes}
@@ -314,8 +318,16 @@ class AgentGraph(BaseModel):
         fig, ax = plt.subplots(figsize=(width, height))
         try:
             nx.draw_networkx(
-                g, pos, ax=ax, labels=labels, node_color=colors, node_size=3200, font_size=8,
-                arrows=True, arrowsize=14, node_shape="s",
+                g,
+                pos,
+                ax=ax,
+                labels=labels,
+                node_color=colors,
+                node_size=3200,
+                font_size=8,
+                arrows=True,
+                arrowsize=14,
+                node_shape="s",
             )
             ax.set_title(f"{self.name}  ({self.config_hash})", fontsize=9)
             ax.axis("off")
@@ -359,6 +371,8 @@ def _parse_node(raw: Any, index: int, source: str) -> NodeConfig:
     if isinstance(inputs, str):
         inputs = [inputs]
     try:
-        return NodeConfig(id=node_id, op=op, inputs=tuple(inputs) if isinstance(inputs, list) else inputs, params=params)
+        return NodeConfig(
+            id=node_id, op=op, inputs=tuple(inputs) if isinstance(inputs, list) else inputs, params=params
+        )
     except ValidationError as exc:
         raise GraphError(f"{source}: {label}: {_first_error(exc)}") from None

@@ -221,11 +221,14 @@ OPERATORS: dict[str, OperatorSpec] = {
                 "Solve the question. Use the tools for any arithmetic. Finish when you know the final answer; put "
                 "only the final answer in the answer field."
             ),
-            knobs={"tools": ("cat", (("calculator",), ("python",), ("calculator", "python"))),
-                   "max_iters": ("int", 2, 6, 2)},
+            knobs={
+                "tools": ("cat", (("calculator",), ("python",), ("calculator", "python"))),
+                "max_iters": ("int", 2, 6, 2),
+            },
         ),
         OperatorSpec(
             name="program_of_thought",
+            demos=False,
             summary="the LLM writes Python that computes the answer; it runs in the sandbox; errors get repaired",
             params=ProgramOfThoughtParams,
             calls=lambda p, k: 1 + p.repairs,  # type: ignore[attr-defined]

@@ -119,8 +119,11 @@ class SearchSpace:
     def __post_init__(self) -> None:
         bad = sorted(set(self.levels) - set(LEVELS))
         if bad or not self.levels:
-            raise UserError(f"--levels: unknown level {bad[0]!r} (choose from {', '.join(LEVELS)})" if bad
-                            else "--levels: choose at least one of prompt, module, agent")
+            raise UserError(
+                f"--levels: unknown level {bad[0]!r} (choose from {', '.join(LEVELS)})"
+                if bad
+                else "--levels: choose at least one of prompt, module, agent"
+            )
         for op in (*self.solvers, *self.aggregators, self.fixed_op, *(f for f in self.finals if f != "none")):
             if op not in OPERATORS:
                 raise UserError(f"search space: unknown operator {op!r}")
@@ -277,8 +280,9 @@ class SearchSpace:
         slot_when = "always"
         if "agent" in self.levels:
             add("agent.width", "agent", f"int [1, {self.max_width}]  (parallel branches)")
-            add("agent.b<i>.depth", "agent", f"int [1, {self.max_depth}]  (operators chained in branch i)",
-                "i <= width")
+            add(
+                "agent.b<i>.depth", "agent", f"int [1, {self.max_depth}]  (operators chained in branch i)", "i <= width"
+            )
             add("agent.aggregator", "agent", f"categorical {list(self.aggregators)}", "width > 1")
             add("agent.final", "agent", f"categorical {list(self.finals)}  (refine/verify stage)")
             for final, (knob, low, high) in FINAL_KNOB.items():
@@ -288,12 +292,19 @@ class SearchSpace:
             slot_when = "per slot: branch i, step j"
         if "module" in self.levels:
             add(f"node.{slot}.op", "module", f"categorical {list(self.solvers)}", slot_when)
-            add(f"node.{slot}.temperature", "module",
-                f"float [{self.temperature[0]}, {self.temperature[1]}] step {self.temperature_step}", slot_when)
+            add(
+                f"node.{slot}.temperature",
+                "module",
+                f"float [{self.temperature[0]}, {self.temperature[1]}] step {self.temperature_step}",
+                slot_when,
+            )
             for op in self.solvers:
                 for knob, domain in OPERATORS[op].knobs.items():
-                    dom = (f"int [{domain[1]}, {domain[2]}] step {domain[3]}" if domain[0] == "int"
-                           else f"categorical {list(domain[1])}")
+                    dom = (
+                        f"int [{domain[1]}, {domain[2]}] step {domain[3]}"
+                        if domain[0] == "int"
+                        else f"categorical {list(domain[1])}"
+                    )
                     add(f"node.{slot}.{op}.{knob}", "module", dom, f"op={op}")
             if len(self.models) > 1:
                 add(f"node.{slot}.model", "module", f"categorical {list(self.models)}", slot_when)
@@ -303,11 +314,19 @@ class SearchSpace:
             add(f"prompt.{slot}.instruction", "prompt", f"index into {len(self.instructions)} instructions", slot_when)
             add(f"prompt.{slot}.style", "prompt", f"categorical {list(self.styles)}", slot_when)
             if self.proposal_slots:
-                add(f"prompt.{slot}.instruction", "prompt",
-                    f"+ {self.proposal_slots} slots for instructions an LLM proposes during the study", slot_when)
+                add(
+                    f"prompt.{slot}.instruction",
+                    "prompt",
+                    f"+ {self.proposal_slots} slots for instructions an LLM proposes during the study",
+                    slot_when,
+                )
             if self.demo_slots:
-                add(f"prompt.{slot}.demos", "prompt",
-                    f"0 (none) or one of {self.demo_slots} bootstrapped demo sets", "op takes demos")
+                add(
+                    f"prompt.{slot}.demos",
+                    "prompt",
+                    f"0 (none) or one of {self.demo_slots} bootstrapped demo sets",
+                    "op takes demos",
+                )
         if self.max_calls_per_question is not None:
             add("budget", "all", f"candidates over {self.max_calls_per_question} LM calls/question are pruned unrun")
         return rows

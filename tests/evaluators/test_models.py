@@ -19,8 +19,10 @@ Q = next(iter(QUESTIONS))
 
 @pytest.fixture
 def two_servers():
-    with FakeOpenAIServer(ReasoningPolicy(QUESTIONS), latency=0.05) as a, \
-            FakeOpenAIServer(ReasoningPolicy(QUESTIONS), latency=0.05) as b:
+    with (
+        FakeOpenAIServer(ReasoningPolicy(QUESTIONS), latency=0.05) as a,
+        FakeOpenAIServer(ReasoningPolicy(QUESTIONS), latency=0.05) as b,
+    ):
         yield a, b
 
 
@@ -74,13 +76,16 @@ def test_graph_nodes_route_to_aliases_and_cost_is_per_alias(two_servers):
         "default": build_lm(Endpoint(model="small-model", api_base=small.url, alias="default"), cache=False),
         "big": build_lm(Endpoint(model="big-model", api_base=big.url, alias="big"), cache=False),
     }
-    g = AgentGraph.from_dict({
-        "output": "agg", "nodes": [
-            {"id": "a", "op": "cot"},
-            {"id": "b", "op": "cot", "params": {"temperature": 0.4}},
-            {"id": "agg", "op": "aggregate", "inputs": ["a", "b"], "params": {"model": "big"}},
-        ],
-    })
+    g = AgentGraph.from_dict(
+        {
+            "output": "agg",
+            "nodes": [
+                {"id": "a", "op": "cot"},
+                {"id": "b", "op": "cot", "params": {"temperature": 0.4}},
+                {"id": "agg", "op": "aggregate", "inputs": ["a", "b"], "params": {"model": "big"}},
+            ],
+        }
+    )
     with metering() as meter:
         compile_graph(g, lms=lms)(question=Q)
     assert meter.by_model["default"].calls == 2 and meter.by_model["big"].calls == 1
@@ -105,8 +110,10 @@ def test_run_config_validation(tmp_path):
 
 def test_api_key_comes_from_the_environment_and_is_never_public(tmp_path, fake_server, monkeypatch):
     path = tmp_path / "run.yaml"
-    path.write_text(f"models:\n  default:\n    endpoints:\n      - {{api_base: '{fake_server.url}', model: fake-model, "
-                    f"api_key_env: MY_TEST_KEY}}\n")
+    path.write_text(
+        f"models:\n  default:\n    endpoints:\n      - {{api_base: '{fake_server.url}', model: fake-model, "
+        f"api_key_env: MY_TEST_KEY}}\n"
+    )
     cfg = RunConfig.load(path)
     with pytest.raises(UserError, match=r"\$MY_TEST_KEY is not set"):
         ModelSet(cfg.models, run_dir=tmp_path).__enter__()

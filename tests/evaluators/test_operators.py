@@ -12,11 +12,10 @@ from dspy.utils.dummies import DummyLM
 
 from agentsearch.evaluators.compile import compile_graph
 from agentsearch.evaluators.lm import MeteringMixin, metering
-from agentsearch.evaluators.operators import IMPLEMENTATIONS
+from agentsearch.evaluators.library import IMPLEMENTATIONS
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.operators import OPERATORS, LMParams
 from tests.conftest import QUESTIONS, make_lm
-from tests.fake_server import FakeOpenAIServer
 
 QUESTION = next(iter(QUESTIONS))
 GOLD = QUESTIONS[QUESTION]
@@ -43,11 +42,26 @@ ALL_OPS = sorted(OPERATORS)
 
 #: Every output field any operator asks for, so DummyLM can answer every signature.
 DUMMY_FIELDS = {
-    "reasoning": "2 + 2 = 4", "answer": "4", "critique": "fine", "is_correct": True, "score": 0.9,
-    "subquestions": "What is 2 + 2?", "principle": "addition", "plan": "add", "solution": "2 + 2 = 4",
-    "step": "Final answer: 4", "ranking": "1, 2", "best": 1, "code": "print(2 + 2)", "fixed_code": "print(4)",
-    "confident": True, "reflection": "", "insights": "add carefully",
-    "next_thought": "I know it", "next_tool_name": "finish", "next_tool_args": {},
+    "reasoning": "2 + 2 = 4",
+    "answer": "4",
+    "critique": "fine",
+    "is_correct": True,
+    "score": 0.9,
+    "subquestions": "What is 2 + 2?",
+    "principle": "addition",
+    "plan": "add",
+    "solution": "2 + 2 = 4",
+    "step": "Final answer: 4",
+    "ranking": "1, 2",
+    "best": 1,
+    "code": "print(2 + 2)",
+    "fixed_code": "print(4)",
+    "confident": True,
+    "reflection": "",
+    "insights": "add carefully",
+    "next_thought": "I know it",
+    "next_tool_name": "finish",
+    "next_tool_args": {},
 }
 
 
@@ -154,11 +168,13 @@ def test_vote_makes_no_call_and_aggregate_reads_candidates(fake_server):
 
 def test_branches_run_concurrently(fake_server):
     fake_server.latency = 0.3
-    g = AgentGraph.from_dict({
-        "output": "v", "nodes": [
-            {"id": f"b{i}", "op": "cot", "params": {"temperature": 0.1 * i}} for i in range(1, 5)
-        ] + [{"id": "v", "op": "vote", "inputs": ["b1", "b2", "b3", "b4"]}],
-    })
+    g = AgentGraph.from_dict(
+        {
+            "output": "v",
+            "nodes": [{"id": f"b{i}", "op": "cot", "params": {"temperature": 0.1 * i}} for i in range(1, 5)]
+            + [{"id": "v", "op": "vote", "inputs": ["b1", "b2", "b3", "b4"]}],
+        }
+    )
     program = compile_graph(g, lms={"default": make_lm(fake_server)})
     program(question=QUESTION)
     assert fake_server.max_in_flight == 4

@@ -24,9 +24,17 @@ Factory = Callable[..., Optimizer]
 def _optuna(sampler: str) -> Factory:
     def make(path: Path, objectives=("accuracy",), baselines=None, study="s", space=None) -> Optimizer:
         return OptunaOptimizer(
-            space or SearchSpace(), study_name=study, storage=open_storage(str(path / "study.log"), path),
-            sampler=sampler, pruner="sha", objectives=objectives, seed=1, min_resource=2, max_resource=8,
-            startup_trials=3, baselines=baselines,
+            space or SearchSpace(),
+            study_name=study,
+            storage=open_storage(str(path / "study.log"), path),
+            sampler=sampler,
+            pruner="sha",
+            objectives=objectives,
+            seed=1,
+            min_resource=2,
+            max_resource=8,
+            startup_trials=3,
+            baselines=baselines,
         )
 
     return make

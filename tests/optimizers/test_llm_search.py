@@ -59,14 +59,26 @@ class ProposerPolicy:
 def _run(name: str, tmp_path: Path, server, n_trials: int, space: SearchSpace | None = None, **kw):
     lms = {"default": make_lm(server)}
     opt = make_optimizer(
-        name, space or SearchSpace(), study_name="s", storage=open_storage(str(tmp_path / "s.log"), tmp_path),
-        sampler="tpe", pruner="none", seed=0, min_resource=4, max_resource=8, startup_trials=3,
-        baselines=baseline_graphs(), task="Answer word problems.", n_trials=n_trials, **kw,
+        name,
+        space or SearchSpace(),
+        study_name="s",
+        storage=open_storage(str(tmp_path / "s.log"), tmp_path),
+        sampler="tpe",
+        pruner="none",
+        seed=0,
+        min_resource=4,
+        max_resource=8,
+        startup_trials=3,
+        baselines=baseline_graphs(),
+        task="Answer word problems.",
+        n_trials=n_trials,
+        **kw,
     )
     if hasattr(opt, "proposer_lm"):
         opt.proposer_lm = lms["default"]
-    loop = SearchLoop(opt, lambda g: compile_graph(g, lms=lms), metric, VAL, n_trials=n_trials, min_batch=4,
-                      concurrency=4)
+    loop = SearchLoop(
+        opt, lambda g: compile_graph(g, lms=lms), metric, VAL, n_trials=n_trials, min_batch=4, concurrency=4
+    )
     loop.run()
     return opt
 
@@ -103,8 +115,14 @@ def test_instruction_proposer_adds_instructions_to_the_pool(tmp_path, fake_serve
     assert any(text in (n.params.instruction or "") for t in proposed for n in t.graph.nodes)
     assert opt.study.user_attrs["prompt_pool"]["instructions"] == [text]
     # a resumed study keeps its pool
-    again = make_optimizer("proposer", space, study_name="s", storage=open_storage(str(tmp_path / "s.log"), tmp_path),
-                           sampler="tpe", seed=0)
+    again = make_optimizer(
+        "proposer",
+        space,
+        study_name="s",
+        storage=open_storage(str(tmp_path / "s.log"), tmp_path),
+        sampler="tpe",
+        seed=0,
+    )
     assert again.pool.instructions == [text]
 
 
@@ -124,15 +142,50 @@ def test_strategy_runs_from_the_cli_to_export(name, tmp_path, questions_file):
 
     from tests.test_cli import ENV, ROOT
 
-    server = subprocess.Popen([sys.executable, "-m", "tests.fake_server", "--port", "0", "--answers",
-                               str(questions_file)], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_server", "--port", "0", "--answers", str(questions_file)],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = server.stdout.readline().split()[1]
         proc = subprocess.run(
-            [sys.executable, "main.py", "optimize", "--benchmark", "jsonl", "--data", str(questions_file),
-             "--model", "fake-model", "--api-base", url, "--optimizer", name, "--trials", "7", "--val-size", "8",
-             "--test-size", "8", "--min-batch", "4", "--run-dir", str(tmp_path), "--study", "x", "--no-tracking",
-             "--json"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "main.py",
+                "optimize",
+                "--benchmark",
+                "jsonl",
+                "--data",
+                str(questions_file),
+                "--model",
+                "fake-model",
+                "--api-base",
+                url,
+                "--optimizer",
+                name,
+                "--trials",
+                "7",
+                "--val-size",
+                "8",
+                "--test-size",
+                "8",
+                "--min-batch",
+                "4",
+                "--run-dir",
+                str(tmp_path),
+                "--study",
+                "x",
+                "--no-tracking",
+                "--json",
+            ],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert proc.returncode == 0, proc.stderr
         summary = json.loads(proc.stdout)

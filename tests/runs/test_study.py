@@ -36,12 +36,28 @@ def _loop(tmp_path: Path, server, n_trials: int, pruner: str = "sha", space: Sea
     from agentsearch.evaluators.compile import compile_graph
 
     opt = OptunaOptimizer(
-        space or SearchSpace(), study_name="t", storage=open_storage(None, tmp_path), sampler="tpe", pruner=pruner,
-        seed=0, min_resource=4, max_resource=16, startup_trials=3, baselines=baseline_graphs(),
+        space or SearchSpace(),
+        study_name="t",
+        storage=open_storage(None, tmp_path),
+        sampler="tpe",
+        pruner=pruner,
+        seed=0,
+        min_resource=4,
+        max_resource=16,
+        startup_trials=3,
+        baselines=baseline_graphs(),
     )
     lms = {"default": make_lm(server, cache=False, num_retries=0)}
-    loop = SearchLoop(opt, lambda g: compile_graph(g, lms=lms), _metric, _examples(16), n_trials=n_trials,
-                      min_batch=4, concurrency=4, **kw)
+    loop = SearchLoop(
+        opt,
+        lambda g: compile_graph(g, lms=lms),
+        _metric,
+        _examples(16),
+        n_trials=n_trials,
+        min_batch=4,
+        concurrency=4,
+        **kw,
+    )
     return opt, loop
 
 
@@ -100,8 +116,17 @@ def test_duplicate_configs_are_not_re_evaluated(tmp_path, fake_server):
 
 def test_full_study_tracks_tests_once_and_exports(tmp_path, fake_server, questions_file):
     cfg = StudyConfig(
-        study="full", benchmark="jsonl", data=str(questions_file), seed=3, val_size=16, test_size=12, trials=8,
-        parallel=2, concurrency=4, min_batch=4, run_dir=tmp_path / "runs",
+        study="full",
+        benchmark="jsonl",
+        data=str(questions_file),
+        seed=3,
+        val_size=16,
+        test_size=12,
+        trials=8,
+        parallel=2,
+        concurrency=4,
+        min_batch=4,
+        run_dir=tmp_path / "runs",
     )
     lms = {"default": make_lm(fake_server, cache=True)}
     summary = run_study(cfg, lms)

@@ -62,9 +62,11 @@ def test_hash_ignores_node_ids_but_not_wiring():
 
 def test_graph_is_frozen_and_hashable():
     g = AgentGraph.from_dict(BRANCHES)
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         g.name = "other"  # type: ignore[misc]
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         g.nodes[0].params.temperature = 1.0  # type: ignore[misc]
     assert len({g, AgentGraph.from_dict(BRANCHES)}) == 1
 

@@ -50,17 +50,23 @@ def test_parameter_names_are_hierarchical():
     names = set()
     for trial, _ in _sample(SearchSpace(), 100):
         names |= set(trial.params)
-    assert {"agent.width", "agent.final", "node.b1s1.op", "node.b1s1.temperature",
-            "prompt.b1s1.instruction", "prompt.b1s1.style"} <= names
+    assert {
+        "agent.width",
+        "agent.final",
+        "node.b1s1.op",
+        "node.b1s1.temperature",
+        "prompt.b1s1.instruction",
+        "prompt.b1s1.style",
+    } <= names
     assert any(n.startswith("node.b1s1.self_consistency.") for n in names)
 
 
 def test_levels_off_hold_defaults():
     for trial, graph in _sample(SearchSpace.from_levels("prompt"), 30):
         assert [n.op for n in graph.nodes] == ["cot"] and all(k.startswith("prompt.") for k in trial.params)
-    for trial, graph in _sample(SearchSpace.from_levels("module"), 30):
+    for _, graph in _sample(SearchSpace.from_levels("module"), 30):
         assert len(graph.nodes) == 1 and graph.nodes[0].params.instruction is None
-    for trial, graph in _sample(SearchSpace.from_levels("agent"), 30):
+    for _, graph in _sample(SearchSpace.from_levels("agent"), 30):
         assert {n.op for n in graph.nodes if n.id.startswith("b")} == {"cot"}
 
 
@@ -103,6 +109,12 @@ def test_describe_lists_every_sampled_parameter():
     generic = {n.replace("b<i>s<j>", "b1s1") for n in described} | {n.replace("b<i>", "b1") for n in described}
     for trial, _ in _sample(space, 100):
         for name in trial.params:
-            canon = name.replace("b2s", "b1s").replace("b3s", "b1s").replace("s2.", "s1.").replace(
-                "agent.b2.", "agent.b1.").replace("agent.b3.", "agent.b1.").replace("node.agg.", "node.b1s1.")
+            canon = (
+                name.replace("b2s", "b1s")
+                .replace("b3s", "b1s")
+                .replace("s2.", "s1.")
+                .replace("agent.b2.", "agent.b1.")
+                .replace("agent.b3.", "agent.b1.")
+                .replace("node.agg.", "node.b1s1.")
+            )
             assert canon in generic, name
