@@ -36,7 +36,7 @@ def make_optimizer(
     if name == "evolution":
         from agentsearch.optimizers.evolution import EvolutionaryOptimizer
 
-        return EvolutionaryOptimizer(space, proposer_lm=proposer_lm, **kwargs)
+        return EvolutionaryOptimizer(space, proposer_lm=proposer_lm, task=task, **kwargs)
     if name == "staged":
         from agentsearch.optimizers.staged import StagedOptimizer
 

@@ -40,10 +40,26 @@ def _optuna(sampler: str) -> Factory:
     return make
 
 
+def _proposing(name: str) -> Factory:
+    """LLM/evolution strategies without an LM: they must still honour the whole contract."""
+
+    def make(path: Path, objectives=("accuracy",), baselines=None, study="s", space=None) -> Optimizer:
+        from agentsearch.optimizers import make_optimizer
+
+        return make_optimizer(
+            name, space or SearchSpace(), study_name=study, storage=open_storage(str(path / "study.log"), path),
+            sampler="tpe", pruner="sha", objectives=objectives, seed=1, min_resource=2, max_resource=8,
+            startup_trials=3, baselines=baselines, n_trials=12,
+        )
+
+    return make
+
+
 FACTORIES: dict[str, Factory] = {name: _optuna(name) for name in ("tpe", "random", "cmaes", "nsga2")}
+FACTORIES.update({name: _proposing(name) for name in ("evolution", "meta-agent", "proposer", "staged")})
 if importlib.util.find_spec("torch") is not None:
     FACTORIES["gp"] = _optuna("gp")
-MULTI = {"tpe", "random", "nsga2", "gp"}
+MULTI = {"tpe", "random", "nsga2", "gp", "evolution", "meta-agent", "proposer", "staged"}
 
 
 def fake_score(graph: AgentGraph) -> tuple[float, float]:
