@@ -134,7 +134,7 @@ def test_staged_runs_prompt_then_topology_then_refine(tmp_path, fake_server):
     assert {"prompt", "topology", "refine"} <= set(stages)
 
 
-@pytest.mark.parametrize("name", ["meta-agent", "proposer", "staged"])
+@pytest.mark.parametrize("name", ["meta-agent", "proposer", "staged", "evolution"])
 def test_strategy_runs_from_the_cli_to_export(name, tmp_path, questions_file):
     import json
     import subprocess
