@@ -370,3 +370,36 @@ def test_resume_after_sigkill(tmp_path, data_file):
     finally:
         slow.terminate()
         slow.wait(timeout=10)
+
+
+def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
+    import socket
+    import urllib.request
+
+    _optimize(tmp_path, data_file, server_url, "--trials", "5", "--study", "ui", "--levels", "prompt")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "main.py", "ui", "--run-dir", str(tmp_path), "--port", str(port)],
+                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        deadline, body = time.time() + 120, ""
+        while time.time() < deadline:
+            try:
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/search", method="POST",
+                    data=json.dumps({"experiment_ids": ["1"], "max_results": 50}).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                body = urllib.request.urlopen(req, timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(1)
+        runs = json.loads(body)["runs"]
+        names = {r["info"]["run_name"] for r in runs}
+        assert "ui" in names and sum(n.startswith("trial-") for n in names) == 5
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
