@@ -403,3 +403,23 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_every_operator_runs_end_to_end_through_evaluate(tmp_path, data_file, server_url):
+    """A one-node agent per solver, and each aggregator over two branches, scored by `main.py evaluate`."""
+    from agentsearch.search_space.graph import AgentGraph
+    from agentsearch.search_space.operators import OPERATORS
+
+    for op, spec in OPERATORS.items():
+        if spec.kind == "aggregator":
+            graph = AgentGraph.from_dict({"name": op, "output": "x", "nodes": [
+                {"id": "a", "op": "cot"}, {"id": "b", "op": "predict"}, {"id": "x", "op": op, "inputs": ["a", "b"]}]})
+        else:
+            graph = AgentGraph.single(op)
+        path = graph.save(tmp_path / f"{op}.yaml")
+        result = json.loads(cli(
+            "evaluate", "--agent", str(path), "--benchmark", "jsonl", "--data", str(data_file), "--val-size", "5",
+            "--test-size", "3", "--model", "fake-model", "--api-base", server_url, "--no-cache", "--json",
+        ).stdout)
+        assert result["n"] == 3 and result["n_endpoint_errors"] == 0, (op, result)
+        assert result["calls_per_question"] >= (0 if op == "vote" else 1), op

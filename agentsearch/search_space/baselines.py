@@ -17,8 +17,19 @@ def baseline_graphs() -> dict[str, AgentGraph]:
     }
 
 
+def library_graphs() -> dict[str, AgentGraph]:
+    """More hand-designed agents from the module library (written by ``main.py baselines``; not enqueued
+    in studies, whose yardstick stays the four classic baselines)."""
+    return {
+        "debate": AgentGraph.single("debate", name="debate", agents=3, rounds=2),
+        "least_to_most": AgentGraph.single("least_to_most", name="least_to_most"),
+        "program_of_thought": AgentGraph.single("program_of_thought", name="program_of_thought", repairs=1),
+    }
+
+
 def write_baselines(out_dir: str | Path) -> list[Path]:
-    """Write every baseline as ``<name>.yaml`` into ``out_dir``; returns the paths."""
+    """Write every hand-designed agent as ``<name>.yaml`` into ``out_dir``; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return [graph.save(out / f"{name}.yaml") for name, graph in baseline_graphs().items()]
+    graphs = {**baseline_graphs(), **library_graphs()}
+    return [graph.save(out / f"{name}.yaml") for name, graph in graphs.items()]

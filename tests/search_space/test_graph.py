@@ -8,7 +8,7 @@ import networkx as nx
 import pytest
 
 from agentsearch.errors import GraphError
-from agentsearch.search_space.baselines import baseline_graphs, write_baselines
+from agentsearch.search_space.baselines import baseline_graphs, library_graphs, write_baselines
 from agentsearch.search_space.graph import ENTRY, AgentGraph
 
 BRANCHES = {
@@ -141,9 +141,9 @@ def test_malformed_yaml_names_line(tmp_path):
 def test_baselines_written_and_valid(tmp_path):
     paths = write_baselines(tmp_path)
     names = {p.stem for p in paths}
-    assert {"direct", "cot", "cot_sc5", "self_refine"} <= names
+    assert names == {"direct", "cot", "cot_sc5", "self_refine", "debate", "least_to_most", "program_of_thought"}
     for p in paths:
-        assert AgentGraph.load(p) == baseline_graphs()[p.stem]
+        assert AgentGraph.load(p) == {**baseline_graphs(), **library_graphs()}[p.stem]
     sc5 = AgentGraph.load(tmp_path / "cot_sc5.yaml")
     assert sc5.nodes[0].op == "self_consistency" and sc5.nodes[0].params.n == 5
     assert "n: 5" in (tmp_path / "cot_sc5.yaml").read_text()  # human-editable: the knob is visible
