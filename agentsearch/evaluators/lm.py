@@ -74,6 +74,11 @@ class Meter:
 _METER: contextvars.ContextVar[Meter | None] = contextvars.ContextVar("agentsearch_meter", default=None)
 
 
+def current_meter() -> Meter | None:
+    """The meter active in this context (None outside :func:`metering`)."""
+    return _METER.get()
+
+
 @contextmanager
 def metering(meter: Meter | None = None) -> Iterator[Meter]:
     """Count every LM call made inside the block (in this context and contexts copied from it)."""

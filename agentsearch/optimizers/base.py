@@ -46,6 +46,7 @@ class Candidate:
     params: dict[str, Any] = field(default_factory=dict)
     origin: str = ""  # e.g. "baseline:cot", "tpe", "random"
     handle: Any = field(default=None, repr=False)  # optimizer-private (e.g. an optuna.Trial)
+    info: dict[str, Any] = field(default_factory=dict)  # how it was proposed (logged with the trial)
 
     @property
     def is_baseline(self) -> bool:

@@ -744,4 +744,5 @@ class EvolutionaryOptimizer(ProposalOptimizer):
         if info is not None and candidate.origin.startswith("evolution:"):
             candidate.handle.set_user_attr("parents", info["parents"])
             candidate.handle.set_user_attr("mutations", info["mutations"])
+            candidate.info.update({"proposer": "evolution", "parents": info["parents"], "mutations": info["mutations"]})
         return candidate

@@ -169,15 +169,15 @@ class InstructionProposer(OptunaOptimizer):
         )
         propose = dspy.Predict(ProposeInstruction)
         propose.set_lm(self.proposer_lm)
-        out = propose(
-            task=self.task,
-            current_instruction=current or "(the default instruction)",
-            score=f"{best.values[0]:.3f}",
-            failures=_examples(best.examples, False, 5),  # type: ignore[index]
-            successes=_examples(best.examples, True, 2),
-            earlier_proposals=history,
-            config={"temperature": 0.7, "rollout_id": len(done)},
-        )
+        inputs = {
+            "task": self.task,
+            "current_instruction": current or "(the default instruction)",
+            "score": f"{best.values[0]:.3f}",  # type: ignore[index]
+            "failures": _examples(best.examples, False, 5),
+            "successes": _examples(best.examples, True, 2),
+            "earlier_proposals": history,
+        }
+        out = propose(**inputs, config={"temperature": 0.7, "rollout_id": len(done)})
         text = " ".join(str(out.new_instruction or "").split())[:2000]
         if len(text) < 10:
             return
@@ -189,7 +189,16 @@ class InstructionProposer(OptunaOptimizer):
         params[slot] = len(self.space.instructions) + position
         if f"prompt.{node_id}.style" in params:
             params[f"prompt.{node_id}.style"] = "plain"
-        self.study.enqueue_trial(params, user_attrs={"origin": "proposer:instruction"}, skip_if_exists=False)
+        proposal = {
+            "proposer": "instruction",
+            "node": node_id,
+            "parent_trial": best.number,
+            **inputs,
+            "new_instruction": text,
+        }
+        self.study.enqueue_trial(
+            params, user_attrs={"origin": "proposer:instruction", "proposal": proposal}, skip_if_exists=False
+        )
         log.info("proposed instruction %d for %s: %s", position, node_id, text[:120])
 
     def tell(self, candidate: Candidate, result: TrialResult) -> None:

@@ -111,7 +111,7 @@ class MetaAgentOptimizer(ProposalOptimizer):
         self.task = task
         self.repairs = repairs
 
-    def propose(self, archive: list[FinishedTrial]) -> tuple[AgentGraph, str] | None:
+    def propose(self, archive: list[FinishedTrial]) -> tuple[AgentGraph, str, dict[str, Any]] | None:
         if self.proposer_lm is None or sum(t.state == "COMPLETE" for t in archive) < 2:
             return None  # baselines (or the sampler) first
         design = dspy.Predict(DesignAgent)
@@ -123,12 +123,16 @@ class MetaAgentOptimizer(ProposalOptimizer):
         )
         feedback = ""
         seen = self.seen_hashes()
+        shown = render_archive(archive)
+        attempts: list[dict[str, str]] = []  # what the proposer was told and wrote, logged with the trial
         for attempt in range(self.repairs + 1):
+            if attempts:
+                attempts[-1]["rejected"] = feedback
             try:
                 out = design(
                     task=self.task,
                     catalogue=catalogue(self.space),
-                    archive=render_archive(archive),
+                    archive=shown,
                     budget=budget,
                     feedback=feedback or "(none)",
                     config={"temperature": 0.8, "rollout_id": len(archive) * 10 + attempt},
@@ -137,6 +141,7 @@ class MetaAgentOptimizer(ProposalOptimizer):
                 feedback = f"your reply could not be read: {str(exc).splitlines()[0][:200]}"
                 continue
             text = extract_yaml(str(out.yaml))
+            attempts.append({"feedback": feedback or "(none)", "reply": text})
             try:
                 graph = AgentGraph.from_text(text, source="your YAML")
             except GraphError as exc:
@@ -156,6 +161,7 @@ class MetaAgentOptimizer(ProposalOptimizer):
             if unknown:
                 feedback = f"unknown model alias {sorted(unknown)[0]!r}; use one of {list(self.space.models)}"
                 continue
-            return graph.model_copy(update={"name": f"meta-{len(archive)}"}), "meta-agent"
+            info = {"archive": shown, "budget": budget, "attempts": attempts}
+            return graph.model_copy(update={"name": f"meta-{len(archive)}"}), "meta-agent", info
         log.warning("meta-agent gave no valid new graph after %d attempts; sampling instead", self.repairs + 1)
         return None

@@ -188,10 +188,19 @@ class OptunaOptimizer(Optimizer):
                 self.study.enqueue_trial(t.params, user_attrs={"origin": origin}, skip_if_exists=False)
             log.info("trial %d was interrupted; queued again", t.number)
 
-    def enqueue(self, graph: AgentGraph, origin: str, params: Mapping[str, Any] | None = None) -> None:
-        """Queue a known graph (a baseline, a proposal, a retry) as the next trial."""
+    def enqueue(
+        self,
+        graph: AgentGraph,
+        origin: str,
+        params: Mapping[str, Any] | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Queue a known graph (a baseline, a proposal, a retry) as the next trial; ``info`` says how it
+        was proposed (the proposer's inputs and output) and is kept with the trial."""
         params = dict(params) if params else self.space.encode(graph)
         attrs: dict[str, Any] = {"origin": origin, "graph_name": graph.name}
+        if info:
+            attrs["proposal"] = _clip(dict(info))
         if params is None or not self._rebuilds(params, graph):
             params = params or {}
             attrs["fixed_graph"] = graph.to_yaml()
@@ -218,7 +227,10 @@ class OptunaOptimizer(Optimizer):
         trial.set_user_attr("origin", origin)
         trial.set_user_attr("graph", graph.to_yaml())
         trial.set_user_attr("config_hash", graph.config_hash)
-        return Candidate(number=trial.number, graph=graph, params=dict(trial.params), origin=origin, handle=trial)
+        info = dict(trial.user_attrs.get("proposal", {}))
+        return Candidate(
+            number=trial.number, graph=graph, params=dict(trial.params), origin=origin, handle=trial, info=info
+        )
 
     def should_prune(self, candidate: Candidate, step: int, value: float) -> bool:
         if self.multi:
@@ -256,6 +268,17 @@ class OptunaOptimizer(Optimizer):
 
     def n_waiting(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
+def _clip(value: Any, limit: int = 4000) -> Any:
+    """Long texts shortened, so a proposal fits in the study's storage."""
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + " ..."
+    if isinstance(value, dict):
+        return {k: _clip(v, limit) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clip(v, limit) for v in value]
+    return value
 
 
 def finished_trial(t: optuna.trial.FrozenTrial) -> FinishedTrial:

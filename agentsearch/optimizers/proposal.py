@@ -34,8 +34,9 @@ class ProposalOptimizer(OptunaOptimizer):
         self._pending_usage: dict[int, Meter] = {}
 
     @abstractmethod
-    def propose(self, archive: list[FinishedTrial]) -> tuple[AgentGraph, str] | None:
-        """A new graph and its origin label (e.g. ``"meta-agent"``), or None to let the sampler decide."""
+    def propose(self, archive: list[FinishedTrial]) -> tuple[Any, ...] | None:
+        """``(graph, origin)`` or ``(graph, origin, info)`` (how it was proposed: the proposer's inputs and
+        output, logged with the trial), or None to let the sampler decide."""
 
     def archive(self) -> list[FinishedTrial]:
         """Evaluated trials with a graph: what proposers learn from."""
@@ -58,8 +59,8 @@ class ProposalOptimizer(OptunaOptimizer):
             with metering(meter):
                 proposal = self._propose_new()
             if proposal is not None:
-                graph, origin = proposal
-                self.enqueue(graph, origin=origin)
+                graph, origin, info = proposal
+                self.enqueue(graph, origin=origin, info=info)
         else:
             meter = None
         candidate = super().ask()
@@ -67,7 +68,7 @@ class ProposalOptimizer(OptunaOptimizer):
             self._pending_usage[candidate.number] = meter
         return candidate
 
-    def _propose_new(self) -> tuple[AgentGraph, str] | None:
+    def _propose_new(self) -> tuple[AgentGraph, str, dict[str, Any]] | None:
         seen = self.seen_hashes()
         archive = self.archive()
         for attempt in range(self.max_attempts):
@@ -78,11 +79,12 @@ class ProposalOptimizer(OptunaOptimizer):
                 return None
             if proposal is None:
                 return None
-            graph, origin = proposal
+            graph, origin = proposal[0], proposal[1]
             if graph.config_hash in seen:
                 log.info("%s proposal %d is a duplicate of an evaluated graph; rejected", self.name, attempt + 1)
                 continue
-            return graph, origin
+            info = dict(proposal[2]) if len(proposal) > 2 else {}
+            return graph, origin, {"proposer": self.name, **info}
         return None
 
     def tell(self, candidate: Candidate, result: TrialResult) -> None:

@@ -6,6 +6,7 @@ The CLI (``main.py optimize``) builds a :class:`StudyConfig` and the LMs, then c
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -157,20 +158,21 @@ class _MlflowObserver:
         self.best: float | None = None
 
     def trial_finished(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
-        from dataclasses import asdict as _asdict
-
         try:
-            self.tracker.log_trial(
+            run_id = self.tracker.log_trial(
                 self.parent,
                 candidate.number,
                 graph=candidate.graph,
                 params=candidate.params,
                 state=result.state,
                 metrics=result.metrics,
-                records=[_asdict(r) for r in records],
+                records=[asdict(r) for r in records],
                 reason=result.reason,
                 origin=candidate.origin,
             )
+            if candidate.info:  # how an LLM or evolution proposed it: the proposer's inputs and output
+                text = json.dumps(candidate.info, indent=2, default=str)
+                self.tracker.log_artifact_text(run_id, text, "proposal.json")
             score = result.metrics.get("val_score")
             if result.state == "COMPLETE" and score is not None and (self.best is None or score > self.best):
                 self.best = score
@@ -318,17 +320,21 @@ def run_study(
         if needs_preparation(graph):
             graph = prepare_graph(graph, lms, prepared.train, bench.metric)
         if cfg.prompt_optimizer and not candidate.is_baseline:
+            import contextlib
+            import sys
+
             from agentsearch.optimizers.dspy_prompts import optimize_prompts
 
-            graph = optimize_prompts(
-                graph,
-                lms,
-                prepared.train,
-                bench.metric,
-                method=cfg.prompt_optimizer,
-                seed=cfg.seed,
-                proposer_lm=proposer_lm,
-            )
+            with contextlib.redirect_stdout(sys.stderr):  # DSPy's teleprompters print; stdout is for --json
+                graph = optimize_prompts(
+                    graph,
+                    lms,
+                    prepared.train,
+                    bench.metric,
+                    method=cfg.prompt_optimizer,
+                    seed=cfg.seed,
+                    proposer_lm=proposer_lm,
+                )
         return graph
 
     loop = SearchLoop(

@@ -94,6 +94,9 @@ def test_meta_agent_repairs_invalid_yaml_and_evaluates_a_novel_graph(tmp_path, f
     assert first.graph.config_hash not in {g.config_hash for g in baseline_graphs().values()}
     assert first.state in ("COMPLETE", "PRUNED") and first.metrics["proposer_calls"] >= 3  # 2 repairs + success
     assert policy.design_calls >= 3
+    proposal = opt.study.trials[first.number].user_attrs["proposal"]  # kept with the trial, logged to MLflow
+    assert proposal["proposer"] == "meta-agent" and len(proposal["attempts"]) == 3
+    assert "malformed" in proposal["attempts"][0]["rejected"] and "telepathy" in proposal["attempts"][1]["rejected"]
 
 
 def test_meta_agent_never_evaluates_a_duplicate(tmp_path, fake_server):
@@ -114,6 +117,8 @@ def test_instruction_proposer_adds_instructions_to_the_pool(tmp_path, fake_serve
     assert proposed
     assert any(text in (n.params.instruction or "") for t in proposed for n in t.graph.nodes)
     assert opt.study.user_attrs["prompt_pool"]["instructions"] == [text]
+    proposal = opt.study.trials[proposed[0].number].user_attrs["proposal"]
+    assert proposal["new_instruction"] == text and proposal["failures"]
     # a resumed study keeps its pool
     again = make_optimizer(
         "proposer",
@@ -134,7 +139,7 @@ def test_staged_runs_prompt_then_topology_then_refine(tmp_path, fake_server):
     assert {"prompt", "topology", "refine"} <= set(stages)
 
 
-@pytest.mark.parametrize("name", ["meta-agent", "proposer", "staged", "evolution"])
+@pytest.mark.parametrize("name", ["meta-agent", "proposer", "staged", "evolution", "tpe+bootstrap"])
 def test_strategy_runs_from_the_cli_to_export(name, tmp_path, questions_file):
     import json
     import subprocess
@@ -142,54 +147,30 @@ def test_strategy_runs_from_the_cli_to_export(name, tmp_path, questions_file):
 
     from tests.test_cli import ENV, ROOT
 
+    optimizer, _, prompt_optimizer = name.partition("+")
+    cmd = ["optimize", "--benchmark", "jsonl", "--data", str(questions_file), "--model", "fake-model"]
+    cmd += ["--optimizer", optimizer, "--trials", "7", "--val-size", "8", "--test-size", "8", "--min-batch", "4"]
+    cmd += ["--run-dir", str(tmp_path), "--study", "x", "--no-tracking", "--json"]
+    if prompt_optimizer:
+        cmd += ["--prompt-optimizer", prompt_optimizer]
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_server", "--port", "0", "--answers", str(questions_file)],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
         url = server.stdout.readline().split()[1]
         proc = subprocess.run(
-            [
-                sys.executable,
-                "main.py",
-                "optimize",
-                "--benchmark",
-                "jsonl",
-                "--data",
-                str(questions_file),
-                "--model",
-                "fake-model",
-                "--api-base",
-                url,
-                "--optimizer",
-                name,
-                "--trials",
-                "7",
-                "--val-size",
-                "8",
-                "--test-size",
-                "8",
-                "--min-batch",
-                "4",
-                "--run-dir",
-                str(tmp_path),
-                "--study",
-                "x",
-                "--no-tracking",
-                "--json",
-            ],
-            cwd=ROOT,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+            [sys.executable, "main.py", *cmd, "--api-base", url],
+            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
-        summary = json.loads(proc.stdout)
+        summary = json.loads(proc.stdout)  # stdout is the JSON summary alone, whatever DSPy prints
         assert summary["n_trials"] == 7 and Path(summary["export_dir"], "best.yaml").exists()
+        if prompt_optimizer:
+            best = AgentGraph.load(Path(summary["export_dir"], "best.yaml"))
+            assert summary["best_origin"].startswith("baseline:") or any(
+                getattr(n.params, "demos", ()) for n in best.nodes
+            )
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -540,6 +540,7 @@ class LlamaCppPythonBackend:
     """``python -m llama_cpp.server`` (llama-cpp-python): one request at a time; for comparisons."""
 
     name = "llama-cpp-python"
+    health_path = "/v1/models"  # this server has no /health route
 
     def __init__(self, python: str | None = None) -> None:
         self.python = python or sys.executable
@@ -640,6 +641,7 @@ class LocalServer:
         self._server = ManagedServer(
             argv, name=f"local-server ({self.backend.name})", host=cfg.host, port=cfg.port,
             port_flag=LOCAL_PORT_FLAG, log_dir=cfg.log_dir, log_name="local-server.log",
+            health_path=getattr(self.backend, "health_path", "/health"),
             startup_timeout_s=cfg.startup_timeout_s, env=env,
         )
         self._server.start()

@@ -53,7 +53,11 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 class ServerBackend(Protocol):
-    """How to launch one kind of OpenAI-compatible server for a GGUF model."""
+    """How to launch one kind of OpenAI-compatible server for a GGUF model.
+
+    A backend may also set ``health_path`` (default ``/health``): the route that answers 200 once
+    the model is loaded.
+    """
 
     name: str
 
@@ -77,9 +81,13 @@ class ServerBackend(Protocol):
 # --------------------------------------------------------------------------------------------------
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def free_port(host: str = DEFAULT_HOST) -> int:
     """A TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
@@ -88,7 +96,9 @@ def check_port_free(host: str, port: int, flag: str = "--port") -> None:
     """Raise a one-line :class:`UserError` naming ``flag`` when ``host:port`` cannot be bound."""
     if not 0 < port < 65536:
         raise UserError(f"{flag} {port}: not a TCP port (1-65535)")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as sock:
+        # Like the servers themselves: a port left in TIME_WAIT by a previous server is usable.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
@@ -99,10 +109,14 @@ def check_port_free(host: str, port: int, flag: str = "--port") -> None:
             raise UserError(f"{flag} {port}: cannot bind {host}:{port} ({exc.strerror or exc})") from None
 
 
+# Loopback health checks must not go through $http_proxy.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_status(url: str, timeout: float = 2.0) -> int | None:
-    """The HTTP status of ``GET url``, or None when nothing answers."""
+    """The HTTP status of ``GET url`` (never through a proxy), or None when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with _OPENER.open(url, timeout=timeout) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -220,7 +234,8 @@ class ManagedServer:
     @property
     def base_url(self) -> str:
         """``http://host:port`` (no ``/v1``)."""
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def url(self) -> str:
