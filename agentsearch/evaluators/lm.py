@@ -145,8 +145,25 @@ class Endpoint:
 
 
 def lm_model_name(endpoint: Endpoint) -> str:
-    """DSPy's model string for an OpenAI-compatible endpoint."""
-    return endpoint.model if endpoint.model.startswith("openai/") else f"openai/{endpoint.model}"
+    """DSPy's model string for an OpenAI-compatible endpoint, declared to DSPy's native client.
+
+    Each base URL becomes a declared lm15 provider (``agentsearch-<hash>``; idempotent). Two effects:
+    DSPy skips its per-call price lookup (an unlisted model id scans the whole price map, which
+    more than halved our throughput: see docs/performance.md), and the response cache key names the
+    endpoint (DSPy's cache key ignores ``api_base``).
+    """
+    import hashlib
+
+    from dspy.lm15 import AccessPolicy, OpenAIChatCompat, ProviderDefinition, register_provider
+
+    base = endpoint.api_base.rstrip("/")
+    provider = "agentsearch-" + hashlib.sha1(base.encode("utf-8")).hexdigest()[:10]
+    register_provider(
+        ProviderDefinition.chat(
+            AccessPolicy(provider=provider, base_url=base), compat=OpenAIChatCompat(), placeholder_key="not-needed"
+        )
+    )
+    return f"{provider}/{endpoint.model.removeprefix('openai/')}"
 
 
 def build_lm(
