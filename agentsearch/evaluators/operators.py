@@ -87,6 +87,23 @@ def format_solutions(outputs: Sequence[NodeOutput], label: str = "Solution") -> 
     return "\n\n".join(f"{label} {i}:\n{render_solution(out)}" for i, out in enumerate(outputs, 1))
 
 
+def sample_outputs(call: Callable[[int], NodeOutput], n: int) -> list[NodeOutput]:
+    """``call(i)`` for ``i < n``, skipping samples whose output could not be parsed; a small model's one
+    garbled sample must not sink the other n-1. If every sample fails, the last parse error is raised."""
+    from dspy.utils.exceptions import AdapterParseError
+
+    outs: list[NodeOutput] = []
+    last: AdapterParseError | None = None
+    for i in range(n):
+        try:
+            outs.append(call(i))
+        except AdapterParseError as exc:
+            last = exc
+    if not outs and last is not None:
+        raise last
+    return outs
+
+
 def _text(pred: Any, name: str) -> str:
     value = getattr(pred, name, "")
     return "" if value is None else str(value).strip()
@@ -160,7 +177,7 @@ class SelfConsistencyOp(CoTOp):
     """n chain-of-thought samples, majority vote over normalized answers."""
 
     def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
-        samples = [self._solve_once(question, upstream, sample=i) for i in range(self.params.n)]  # type: ignore[attr-defined]
+        samples = sample_outputs(lambda i: self._solve_once(question, upstream, sample=i), self.params.n)  # type: ignore[attr-defined]
         winner = majority_vote([s.answer for s in samples])
         reasoning = next((s.reasoning for s in samples if s.answer == winner), "")
         return NodeOutput(answer=winner, reasoning=reasoning, samples=tuple(s.answer for s in samples))

@@ -24,6 +24,7 @@ from agentsearch.evaluators.operators import (
     _text,
     format_solutions,
     render_solution,
+    sample_outputs,
 )
 from agentsearch.search_space.graph import NodeConfig
 
@@ -271,11 +272,11 @@ class PlanAndSolveOp(OperatorModule):
 
 
 def _sample(module: dspy.Module, op: OperatorModule, n: int, **inputs: Any) -> list[NodeOutput]:
-    outs = []
-    for i in range(n):
+    def one(i: int) -> NodeOutput:
         pred = module(**inputs, config=op._config(sample=i))
-        outs.append(NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning")))
-    return outs
+        return NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"))
+
+    return sample_outputs(one, n)
 
 
 class BestOfNOp(OperatorModule):
@@ -357,8 +358,12 @@ class DebateOp(OperatorModule):
             updated = []
             for i, own in enumerate(agents):
                 others = format_solutions([a for j, a in enumerate(agents) if j != i], "Agent")
-                pred = self.turn(question=q, own=render_solution(own), others=others, config=self._config(sample))
                 sample += 1
+                try:
+                    pred = self.turn(question=q, own=render_solution(own), others=others, config=self._config(sample))
+                except AdapterParseError:
+                    updated.append(own)  # an unreadable turn: the agent keeps its previous answer
+                    continue
                 updated.append(NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning")))
             agents = updated
         answers = tuple(a.answer for a in agents)

@@ -186,3 +186,17 @@ def test_unknown_model_alias_is_a_graph_error(fake_server):
     g = AgentGraph.single("cot", model="big")
     with pytest.raises(GraphError, match="params.model"):
         compile_graph(g, lms={"default": make_lm(fake_server)})
+
+
+def test_sampling_operators_survive_unparseable_samples(fake_server):
+    """A small model's garbled sample is skipped; the rest still vote (all garbled: the example fails)."""
+    replies = iter(["garbage"] * 2 + [{"reasoning": "r", "answer": "5"}] * 3)
+    fake_server.policy = lambda req: next(replies)
+    program = compile_graph(graph_for("self_consistency", n=5, temperature=0.9), lms={"default": make_lm(fake_server)})
+    assert program(question=QUESTION).answer == "5"
+
+    from dspy.utils.exceptions import AdapterParseError
+
+    fake_server.policy = lambda req: "garbage"
+    with pytest.raises(AdapterParseError):
+        program(question=QUESTION + " again")
