@@ -527,27 +527,42 @@ def ui(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory holding mlflow.db")] = Path("runs"),
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow backend store URI")] = None,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 5000,
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="default: 5000, else a free one")] = None,
 ) -> None:
     """Start the MLflow UI on the run directory's tracking store (Ctrl-C to stop)."""
-    import subprocess
-
+    from agentsearch.evaluators.backends.process import ManagedServer, http_status
     from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
 
+    if tracking_uri is not None and tracking_uri.startswith(("http://", "https://")):
+        out.print(f"MLflow UI: {tracking_uri}  (--tracking-uri is already a tracking server)", markup=False)
+        return
     run_dir = run_dir.resolve()
     if tracking_uri is None and not (run_dir / "mlflow.db").exists():
         raise _user_error(f"--run-dir {run_dir}: no mlflow.db here (run `main.py optimize` first)")
     tracker = MlflowTracker(tracking_uri or default_tracking_uri(run_dir))
-    cmd = tracker.ui_command(host=host, port=port)
-    out.print(f"MLflow UI: http://{host}:{port}  (store: {tracker.tracking_uri}; Ctrl-C to stop)", markup=False)
-    proc = subprocess.Popen(cmd, env={**os.environ}, start_new_session=True)
-    try:
-        proc.wait()
-    except KeyboardInterrupt:
-        import signal
+    if port is None and http_status(f"http://{host}:5000/health") is None:
+        port = 5000
+    server = ManagedServer(
+        lambda p: tracker.ui_command(host=host, port=p), name="mlflow-ui", host=host, port=port,
+        log_dir=run_dir / "servers", startup_timeout_s=180, env={"MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    with server:
+        out.print(f"MLflow UI: {server.base_url}  (store: {tracker.tracking_uri}; Ctrl-C to stop)", markup=False)
+        _serve_until_interrupted(server)
 
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+
+def _serve_until_interrupted(server: Any) -> None:
+    """Block while ``server`` runs; SIGTERM stops it like Ctrl-C (its process group is stopped on exit)."""
+    import signal
+    import time
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    while True:
+        server.check_alive()
+        time.sleep(1.0)
 
 
 @app.command()
@@ -565,8 +580,6 @@ def serve(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="where the server log goes")] = Path("runs"),
 ) -> None:
     """Run the embedded CPU model as a standalone OpenAI-compatible server (Ctrl-C to stop)."""
-    import time
-
     from agentsearch.evaluators.backends.local import LocalServer, LocalServerConfig
 
     config = LocalServerConfig(
@@ -589,9 +602,7 @@ def serve(
             markup=False,
             highlight=False,
         )
-        while True:
-            server.server.check_alive()
-            time.sleep(1.0)
+        _serve_until_interrupted(server.server)
 
 
 class _StudyProgress:

@@ -384,7 +384,7 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
                             cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()  # printed once the UI answers
         deadline, body = time.time() + 120, ""
         while time.time() < deadline:
             try:
@@ -401,8 +401,11 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
         names = {r["info"]["run_name"] for r in runs}
         assert "ui" in names and sum(n.startswith("trial-") for n in names) == 5
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        proc.send_signal(signal.SIGTERM)  # as a user's kill would: the UI server must go with it
+        proc.wait(timeout=60)
+    time.sleep(1)
+    alive = subprocess.run(["pgrep", "-f", f"mlflow server.*--port {port}"], capture_output=True, text=True)
+    assert not alive.stdout.strip(), "no orphan MLflow server"
 
 
 def test_every_operator_runs_end_to_end_through_evaluate(tmp_path, data_file, server_url):
@@ -423,3 +426,22 @@ def test_every_operator_runs_end_to_end_through_evaluate(tmp_path, data_file, se
         ).stdout)
         assert result["n"] == 3 and result["n_endpoint_errors"] == 0, (op, result)
         assert result["calls_per_question"] >= (0 if op == "vote" else 1), op
+
+
+@pytest.mark.llm
+@pytest.mark.timeout(900)
+def test_real_embedded_model_search_end_to_end(tmp_path):
+    """The default path on the real embedded CPU model: start it, search a little, test, export, stop."""
+    pytest.importorskip("xllamacpp", reason="the local extra is not installed (pip install -e '.[local]')")
+    proc = cli(
+        "optimize", "--benchmark", "reasoning_gym:chain_sum", "--trials", "3", "--val-size", "2", "--test-size",
+        "2", "--min-batch", "2", "--levels", "prompt", "--no-baselines", "--run-dir", str(tmp_path), "--study",
+        "real", "--json", timeout=840,
+    )
+    summary = json.loads(proc.stdout)
+    assert summary["n_trials"] == 3 and summary["calls"] > 0
+    assert (Path(summary["export_dir"]) / "best.yaml").exists()
+    assert "local" in proc.stderr  # it said which model it started
+    out = cli("run", "--agent", str(Path(summary["export_dir"]) / "best.yaml"), "--question", "What is 2 + 3?",
+              timeout=300).stdout.strip()
+    assert out  # a real answer came back

@@ -268,7 +268,8 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         seed=cfg.seed,
         min_resource=cfg.min_batch,
         max_resource=len(val),
-        startup_trials=max(4, min(10, cfg.trials // 3)),
+        # the enqueued baselines are TPE's startup trials; without them, a few random ones
+        startup_trials=4 if cfg.baselines else max(4, min(8, cfg.trials // 4)),
         baselines=baseline_graphs() if cfg.baselines else None,
         study_config=cfg.identity(),
     )

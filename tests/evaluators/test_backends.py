@@ -188,6 +188,7 @@ def _spawn_parent(tmp_path: Path, tail: str) -> tuple[subprocess.Popen[str], int
     return parent, int(line)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
 def test_no_orphan_when_parent_is_sigkilled(tmp_path: Path) -> None:
     parent, server_pid = _spawn_parent(tmp_path, "import time; time.sleep(120)\n")
     try:
@@ -509,6 +510,42 @@ def test_resolution_falls_back_to_packages_offline(tmp_path: Path, monkeypatch) 
     monkeypatch.setitem(PACKAGED_MODELS, "0.5b", model)
     got = resolve_model(cache_dir=tmp_path / "cache", find_parts=find_parts)
     assert got.source == "package" and got.path.read_bytes() == whole
+
+
+def test_hub_model_is_preferred_when_reachable(tmp_path: Path, tiny_gguf: Path, monkeypatch) -> None:
+    pytest.importorskip("huggingface_hub")
+    import huggingface_hub
+
+    from agentsearch.evaluators.backends import local
+
+    calls: list[dict] = []
+
+    def fake_download(repo_id, filename, **kwargs):
+        calls.append({"repo_id": repo_id, "filename": filename, **kwargs})
+        if kwargs.get("local_files_only"):
+            raise FileNotFoundError("not in the hub cache")
+        return str(tiny_gguf)
+
+    def no_parts(m):
+        raise AssertionError("packaged parts looked up although the hub answered")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(local, "_hub_reachable", lambda timeout=3.0: True)
+    got = resolve_model(cache_dir=tmp_path, find_parts=no_parts)
+    assert got.source == "hub" and got.path == tiny_gguf.resolve()
+    assert got.alias.startswith("local-qwen2.5-0.5b-instruct-q4_k_m-")
+    assert calls[-1]["repo_id"] == "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+    assert calls[-1]["etag_timeout"] <= 5
+
+    # unreachable hub (or HF_HUB_OFFLINE): packaged model, no download attempted
+    calls.clear()
+    model, whole, _, find_parts, _ = _fake_packaged(tmp_path)
+    monkeypatch.setitem(PACKAGED_MODELS, "0.5b", model)
+    monkeypatch.setattr(local, "_hub_reachable", lambda timeout=3.0: False)
+    got = resolve_model(cache_dir=tmp_path / "cache", find_parts=find_parts)
+    assert got.source == "package"
+    assert [c.get("local_files_only") for c in calls] == [True]
 
 
 def test_packaged_parts_are_found_in_site_packages() -> None:
