@@ -22,8 +22,9 @@ install: $(STAMP)
 
 ## The main job: a real, small search on the embedded CPU model (see README for the wall time).
 demo: install
-	$(PY) main.py optimize --benchmark reasoning_gym:chain_sum --trials 6 --val-size 8 --test-size 12 \
-		--min-batch 4 --parallel 1 --concurrency 4 --levels prompt,module --study demo-chain-sum
+	$(PY) main.py optimize --benchmark reasoning_gym:chain_sum --trials 10 --val-size 10 --test-size 12 \
+		--min-batch 4 --parallel 1 --concurrency 4 --levels prompt,module --max-calls-per-question 8 \
+		--study demo-chain-sum
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -161,6 +161,11 @@ def _setup_env() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    import logging
+
+    # a small model's truncated answer is scored as what it is; DSPy's per-call warning would only
+    # scroll the progress display away
+    logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
     os.environ.setdefault("DSPY_CACHEDIR", str(Path.home() / ".cache" / "agentsearch" / "dspy"))
 
 
