@@ -30,6 +30,7 @@ the calls' arrival order. Run::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -97,6 +98,7 @@ class Run:
     server_requests: int = 0
     wall_s: float = 0.0
     stopped: str | None = None
+    test_best: float | None = None  # test score of the run's best validation design (optimizer comparison)
 
     @property
     def calls(self) -> int:
@@ -130,6 +132,7 @@ class _Recorder:
         self.run = run
         self.best: float | None = None
         self.cum = 0
+        self.proposer = 0
         self.loop: Any = None
 
     def trial_started(self, candidate: Any) -> None:
@@ -140,8 +143,10 @@ class _Recorder:
 
     def trial_finished(self, candidate: Any, result: Any, records: list[Any]) -> None:
         # the loop's own count: every example's calls plus any preparation calls (failed trials too)
-        calls = self.loop.stats.calls - self.cum
-        self.cum = self.loop.stats.calls
+        proposer = int(result.metrics.get("proposer_calls", 0))  # LLM-driven optimizers pay for proposals
+        self.proposer += proposer
+        calls = self.loop.stats.calls + self.proposer - self.cum
+        self.cum = self.loop.stats.calls + self.proposer
         if result.state == "FAIL":
             return
         score = result.metrics.get("val_score") if result.state == "COMPLETE" else None
@@ -155,8 +160,20 @@ class _Recorder:
 
 
 def one_run(
-    arm: str, sampler: str, pruner: str, seed: int, val: list[Any], train: list[Any], *, budget: int | None,
-    trials: int | None, max_trials: int, startup: int, baselines: bool, concurrency: int,
+    arm: str,
+    sampler: str,
+    pruner: str,
+    seed: int,
+    val: list[Any],
+    train: list[Any],
+    *,
+    budget: int | None,
+    trials: int | None,
+    max_trials: int,
+    startup: int,
+    baselines: bool,
+    concurrency: int,
+    test: list[Any] | None = None,
 ) -> Run:
     """One search with a fresh fake server and in-memory study, until ``budget`` calls or ``trials`` trials."""
     import optuna
@@ -182,16 +199,44 @@ def one_run(
     with fake.FakeOpenAIServer(policy, latency=0.0, seed=0) as server:
         lms = {"default": build_lm(Endpoint(model=server.model, api_base=server.url), cache=False)}
         space = SearchSpace()
-        opt = Optimizer(
-            space, study_name=f"{arm}-{seed}", storage=None, sampler=sampler, pruner=pruner, seed=seed,
-            min_resource=8, max_resource=len(val), startup_trials=startup,
+        kwargs = dict(
+            study_name=f"{arm}-{seed}",
+            storage=None,
+            pruner=pruner,
+            seed=seed,
+            min_resource=8,
+            max_resource=len(val),
+            startup_trials=startup,
             baselines=baseline_graphs() if baselines else None,
         )
+        if sampler in ("tpe", "random", "gp", "cmaes", "nsga2"):
+            opt = Optimizer(space, sampler=sampler, **kwargs)
+        else:  # an LLM-driven or evolutionary strategy; its proposer is the same (fake) LLM
+            from agentsearch.optimizers import make_optimizer
+
+            opt = make_optimizer(
+                sampler,
+                space,
+                sampler="tpe",
+                task="Answer grade-school math word problems.",
+                n_trials=max_trials,
+                **kwargs,
+            )
+            opt.proposer_lm = lms["default"]
         metric = get_benchmark("gsm8k", data=None).metric
         recorder = _Recorder(run)
-        loop = SearchLoop(opt, lambda g: compile_graph(g, lms=lms), metric, val, n_trials=1, parallel=1,
-                          concurrency=concurrency, min_batch=8, observer=recorder,  # type: ignore[arg-type]
-                          **_study_loop_options(space, lms, train, metric))
+        loop = SearchLoop(
+            opt,
+            lambda g: compile_graph(g, lms=lms),
+            metric,
+            val,
+            n_trials=1,
+            parallel=1,
+            concurrency=concurrency,
+            min_batch=8,
+            observer=recorder,  # type: ignore[arg-type]
+            **_study_loop_options(space, lms, train, metric),
+        )
         recorder.loop = loop
         while len(run.points) < max_trials:
             if budget is not None and recorder.cum >= budget:
@@ -205,6 +250,14 @@ def one_run(
                 run.stopped = str(exc)
                 break
         run.server_requests = server.n_requests
+        if test:
+            best = [t for t in opt.trials() if t.state == "COMPLETE" and t.graph is not None]
+            if best:
+                from agentsearch.evaluators.evaluator import Evaluator
+
+                top = max(best, key=lambda t: (t.values[0], -t.number))
+                program = compile_graph(top.graph, lms=lms)
+                run.test_best = Evaluator(metric, concurrency=concurrency).evaluate(program, test).score
     run.wall_s = time.perf_counter() - start
     return run
 
@@ -245,16 +298,18 @@ def _run_line(r: Run, budget: int | None) -> str:
     rejected = sum(p.rejected for p in pts)
     dup = sum(p.duplicate for p in pts)
     best = r.best_within(budget) if budget is not None else (pts[-1].best if pts else None)
-    return (f"  seed {r.seed} {r.arm:<9} {len(pts):3d} trials ({sha} pruned, {rejected} over the call cap, "
-            f"{dup} duplicates), {r.calls:6,} calls (server saw {r.server_requests:,}), "
-            f"best {best if best is not None else '-'}, {r.wall_s:.0f}s"
-            + (f"; STOPPED: {r.stopped}" if r.stopped else ""))
+    return (
+        f"  seed {r.seed} {r.arm:<9} {len(pts):3d} trials ({sha} pruned, {rejected} over the call cap, "
+        f"{dup} duplicates), {r.calls:6,} calls (server saw {r.server_requests:,}), "
+        f"best {best if best is not None else '-'}, {r.wall_s:.0f}s" + (f"; STOPPED: {r.stopped}" if r.stopped else "")
+    )
 
 
 def sampler_comparison(args: argparse.Namespace, common: dict[str, Any], runs: list[Run]) -> None:
     B = args.budget
-    print(f"\n## sampler: tpe vs random, {B:,} LLM calls per run, pruner {args.sampler_pruner}, "
-          f"seeds 0..{args.seeds - 1}")
+    print(
+        f"\n## sampler: tpe vs random, {B:,} LLM calls per run, pruner {args.sampler_pruner}, seeds 0..{args.seeds - 1}"
+    )
     arms: dict[str, list[Run]] = {"tpe": [], "random": []}
     for seed in range(args.seeds):
         for arm in ("tpe", "random") if seed % 2 == 0 else ("random", "tpe"):  # interleaved
@@ -263,29 +318,97 @@ def sampler_comparison(args: argparse.Namespace, common: dict[str, Any], runs: l
             runs.append(r)
             print(_run_line(r, B))
     fractions = (0.25, 0.5, 0.75, 1.0)
-    print(f"\nbest validation score so far (median over seeds; 0 = no complete trial yet) after a fraction "
-          f"of the budget B = {B:,} calls")
+    print(
+        f"\nbest validation score so far (median over seeds; 0 = no complete trial yet) after a fraction "
+        f"of the budget B = {B:,} calls"
+    )
     print(f"{'sampler':<8}" + "".join(f"{f'{f:.0%} B':>9}" for f in fractions))
     for arm, rs in arms.items():
         print(f"{arm:<8}" + "".join(f"{_med([r.best_within(f * B) or 0.0 for r in rs]):9.3f}" for f in fractions))
-    print(f"\n{'sampler':<8} {'final best (per seed)':<34} {'median':>6}  "
-          f"{'calls to reach random final best (per seed)':<46} {'median':>7} {'/ B':>5}")
+    print(
+        f"\n{'sampler':<8} {'final best (per seed)':<34} {'median':>6}  "
+        f"{'calls to reach random final best (per seed)':<46} {'median':>7} {'/ B':>5}"
+    )
     reach_tpe = float("nan")
     for arm, rs in arms.items():
         finals = [r.best_within(B) or 0.0 for r in rs]
         reach = [r.calls_to_reach(rand.best_within(B), B) for r, rand in zip(rs, arms["random"], strict=True)]
         med = _med(reach)
         reach_tpe = med if arm == "tpe" else reach_tpe
-        print(f"{arm:<8} {', '.join(f'{f:.3f}' for f in finals):<34} {_med(finals):6.3f}  "
-              f"{', '.join(_calls(x) for x in reach):<46} {_calls(med):>7} {med / B:5.2f}")
+        print(
+            f"{arm:<8} {', '.join(f'{f:.3f}' for f in finals):<34} {_med(finals):6.3f}  "
+            f"{', '.join(_calls(x) for x in reach):<46} {_calls(med):>7} {med / B:5.2f}"
+        )
     k = args.startup
     startup = [r.points[k - 1].cum_calls for r in arms["tpe"] if len(r.points) >= k]
     if startup:
-        print(f"TPE's first {k} trials are its random startup: they used a median {_med(startup):,.0f} calls "
-              f"({_med(startup) / B:.2f} B)")
+        print(
+            f"TPE's first {k} trials are its random startup: they used a median {_med(startup):,.0f} calls "
+            f"({_med(startup) / B:.2f} B)"
+        )
     verdict = "met" if reach_tpe <= B / 3 else "NOT met"
-    print(f"goal: tpe reaches random's final best within B/3 = {B / 3:,.0f} calls (median over seeds): "
-          f"{verdict} ({_calls(reach_tpe)})")
+    print(
+        f"goal: tpe reaches random's final best within B/3 = {B / 3:,.0f} calls (median over seeds): "
+        f"{verdict} ({_calls(reach_tpe)})"
+    )
+
+
+def mipro_run(seed: int, val: list[Any], train: list[Any], test: list[Any], concurrency: int) -> Run:
+    """MIPROv2 on a plain CoT program: one prompt optimization on the train split, then val and test."""
+    from agentsearch.evaluators.benchmarks import get_benchmark
+    from agentsearch.evaluators.compile import compile_graph
+    from agentsearch.evaluators.evaluator import Evaluator
+    from agentsearch.evaluators.lm import Endpoint, build_lm, metering
+    from agentsearch.optimizers.dspy_prompts import optimize_prompts
+    from agentsearch.search_space.baselines import baseline_graphs
+
+    fake = _fake_server_module()
+    policy = fake.ReasoningPolicy({ex.question: ex.answer for ex in [*val, *train, *test]})
+    run = Run("mipro", seed)
+    start = time.perf_counter()
+    metric = get_benchmark("gsm8k", data=None).metric
+    with fake.FakeOpenAIServer(policy, latency=0.0, seed=seed) as server:
+        lms = {"default": build_lm(Endpoint(model=server.model, api_base=server.url), cache=False)}
+        with metering() as meter, contextlib.redirect_stdout(sys.stderr):
+            graph = optimize_prompts(baseline_graphs()["cot"], lms, train, metric, method="mipro", seed=seed)
+        result = Evaluator(metric, concurrency=concurrency).evaluate(compile_graph(graph, lms=lms), val)
+        calls = meter.total.calls + result.calls
+        run.points.append(Point(0, "COMPLETE", result.score, calls, calls, result.score, False, False))
+        run.test_best = Evaluator(metric, concurrency=concurrency).evaluate(compile_graph(graph, lms=lms), test).score
+        run.server_requests = server.n_requests
+    run.wall_s = time.perf_counter() - start
+    return run
+
+
+OPTIMIZER_ARMS = ("tpe", "random", "meta-agent", "evolution", "staged", "mipro")
+
+
+def optimizer_comparison(args: argparse.Namespace, common: dict[str, Any], runs: list[Run], test: list[Any]) -> None:
+    B = args.opt_budget
+    print(
+        f"\n## optimizers at an equal LLM-call budget B = {B:,} (proposer calls included), pruner sha, "
+        f"seeds 0..{args.opt_seeds - 1}; the proposer LLM is the fake server, which cannot design"
+    )
+    arms: dict[str, list[Run]] = {a: [] for a in OPTIMIZER_ARMS}
+    for seed in range(args.opt_seeds):
+        for arm in OPTIMIZER_ARMS:
+            if arm == "mipro":
+                r = mipro_run(seed, common["val"], common["train"], test, common["concurrency"])
+            else:
+                r = one_run(arm, arm, "sha", seed, budget=B, trials=None, test=test, **common)
+            arms[arm].append(r)
+            runs.append(r)
+            print(_run_line(r, B))
+    fractions = (0.25, 0.5, 0.75, 1.0)
+    print(
+        f"\n{'optimizer':<11}"
+        + "".join(f"{f'val@{f:.0%}B':>10}" for f in fractions)
+        + f"{'test of best':>14}{'calls used':>12}"
+    )
+    for arm, rs in arms.items():
+        vals = "".join(f"{_med([r.best_within(f * B) or 0.0 for r in rs]):10.3f}" for f in fractions)
+        tests = _med([r.test_best for r in rs if r.test_best is not None])
+        print(f"{arm:<11}{vals}{tests:14.3f}{_med([min(r.calls, B) for r in rs]):12,.0f}")
 
 
 def pruning_comparison(args: argparse.Namespace, common: dict[str, Any], runs: list[Run]) -> None:
@@ -302,13 +425,17 @@ def pruning_comparison(args: argparse.Namespace, common: dict[str, Any], runs: l
     for pruner, rs in arms.items():
         calls = [r.calls for r in rs]
         finals = [r.points[-1].best or 0.0 for r in rs]
-        print(f"{pruner:<7} {', '.join(f'{c:,}' for c in calls):<40} {_med(calls):7,.0f}  "
-              f"{', '.join(f'{f:.3f}' for f in finals):<34} {_med(finals):6.3f}")
+        print(
+            f"{pruner:<7} {', '.join(f'{c:,}' for c in calls):<40} {_med(calls):7,.0f}  "
+            f"{', '.join(f'{f:.3f}' for f in finals):<34} {_med(finals):6.3f}"
+        )
     pairs = list(zip(arms["sha"], arms["none"], strict=True))
     saved = [1 - s.calls / o.calls if o.calls else float("nan") for s, o in pairs]
     dbest = [(s.points[-1].best or 0.0) - (o.points[-1].best or 0.0) for s, o in pairs]
-    print(f"calls saved by sha (per seed): {', '.join(f'{x:.0%}' for x in saved)}; median {_med(saved):.0%}; "
-          f"final best sha - none: median {_med(dbest):+.3f}")
+    print(
+        f"calls saved by sha (per seed): {', '.join(f'{x:.0%}' for x in saved)}; median {_med(saved):.0%}; "
+        f"final best sha - none: median {_med(dbest):+.3f}"
+    )
     print(f"goal: pruning saves >= 60% of calls: {'met' if _med(saved) >= 0.6 else 'NOT met'}")
 
 
@@ -322,13 +449,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=int, default=3000, help="LLM calls per run in the sampler comparison")
     ap.add_argument("--sampler-pruner", default="sha", help="pruner of both arms of the sampler comparison")
     ap.add_argument("--trials", type=int, default=20, help="finished trials per run in the pruning comparison")
-    ap.add_argument("--pruning-sampler", default="tpe",
-                    help="sampler of both pruning arms (random: both arms get the same candidates)")
+    ap.add_argument(
+        "--pruning-sampler",
+        default="tpe",
+        help="sampler of both pruning arms (random: both arms get the same candidates)",
+    )
     ap.add_argument("--startup", type=int, default=8, help="random startup trials of TPE")
     ap.add_argument("--max-trials", type=int, default=400, help="safety cap on the trials of one budgeted run")
     ap.add_argument("--concurrency", type=int, default=8, help="examples evaluated at once in a trial")
     ap.add_argument("--baselines", action="store_true", help="enqueue the hand-written baselines in every run")
-    ap.add_argument("--only", choices=("sampler", "pruning"), default=None, help="run one comparison")
+    ap.add_argument("--only", choices=("sampler", "pruning", "optimizers"), default=None, help="run one comparison")
+    ap.add_argument("--opt-budget", type=int, default=1500, help="LLM calls per run in the optimizer comparison")
+    ap.add_argument("--opt-seeds", type=int, default=3, help="seeds per optimizer in the optimizer comparison")
+    ap.add_argument("--test", type=int, default=32, help="test examples (optimizer comparison)")
     ap.add_argument("--out", type=Path, default=None, help="write every run's curve (JSON) here")
     args = ap.parse_args(argv)
 
@@ -338,23 +471,46 @@ def main(argv: list[str] | None = None) -> int:
     from agentsearch.evaluators.lm import configure_cache
 
     configure_cache(None)
-    val, train, source = load_splits(args.data, args.val, args.train, args.split_seed)
-    print(f"val {len(val)} / train {len(train)} examples ({source}, split seed {args.split_seed}); "
-          f"baselines {'enqueued' if args.baselines else 'not enqueued'}; TPE startup trials {args.startup}; "
-          f"{os.cpu_count()} CPUs")
-    common = {"val": val, "train": train, "max_trials": args.max_trials, "startup": args.startup,
-              "baselines": args.baselines, "concurrency": args.concurrency}
+    val, train, source = load_splits(args.data, args.val, args.train + args.test, args.split_seed)
+    train, test = train[: args.train], train[args.train :]
+    print(
+        f"val {len(val)} / train {len(train)} examples ({source}, split seed {args.split_seed}); "
+        f"baselines {'enqueued' if args.baselines else 'not enqueued'}; TPE startup trials {args.startup}; "
+        f"{os.cpu_count()} CPUs"
+    )
+    common = {
+        "val": val,
+        "train": train,
+        "max_trials": args.max_trials,
+        "startup": args.startup,
+        "baselines": args.baselines,
+        "concurrency": args.concurrency,
+    }
     runs: list[Run] = []
     t0 = time.perf_counter()
     if args.only in (None, "sampler"):
         sampler_comparison(args, common, runs)
     if args.only in (None, "pruning"):
         pruning_comparison(args, common, runs)
+    if args.only in (None, "optimizers"):
+        optimizer_comparison(args, common, runs, test)
     print(f"\n(total {time.perf_counter() - t0:.0f}s)")
     if args.out is not None:
-        args.out.write_text(json.dumps(
-            [{"arm": r.arm, "seed": r.seed, "server_requests": r.server_requests, "wall_s": r.wall_s,
-              "points": [p.__dict__ for p in r.points]} for r in runs], indent=1))
+        args.out.write_text(
+            json.dumps(
+                [
+                    {
+                        "arm": r.arm,
+                        "seed": r.seed,
+                        "server_requests": r.server_requests,
+                        "wall_s": r.wall_s,
+                        "points": [p.__dict__ for p in r.points],
+                    }
+                    for r in runs
+                ],
+                indent=1,
+            )
+        )
         print(f"curves -> {args.out}")
     return 0
 

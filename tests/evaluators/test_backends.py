@@ -594,5 +594,6 @@ def test_embedded_model_end_to_end(tmp_path: Path) -> None:
             answers = [cot(question=q).answer for q in ("What is 2 + 3?", "What is 4 * 5?")]
         pid = server.pid
     assert all(isinstance(a, str) and a.strip() for a in answers), answers
-    assert meter.total.calls == 2 and meter.total.completion_tokens > 0
+    # 2 questions; DSPy's default adapter retries an unparseable reply in JSON mode, which is metered too
+    assert 2 <= meter.total.calls <= 4 and meter.total.completion_tokens > 0
     assert _wait_gone(pid)
