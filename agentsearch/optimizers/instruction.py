@@ -18,8 +18,9 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from agentsearch.evaluators.lm import Meter, metering
-from agentsearch.optimizers.base import Candidate, FinishedTrial, TrialResult
+from agentsearch.optimizers.base import Candidate, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer
+from agentsearch.optimizers.proposal import charge_proposer
 from agentsearch.search_space.space import PromptPool, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -203,13 +204,5 @@ class InstructionProposer(OptunaOptimizer):
 
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
         meter = self._pending.pop(candidate.number, None)
-        if meter is not None:
-            usage = meter.total
-            result.metrics["proposer_calls"] = float(usage.calls)
-            result.metrics["proposer_tokens"] = float(usage.tokens)
-            result.metrics["calls"] = result.metrics.get("calls", 0.0) + usage.calls
-            result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + usage.tokens
+        charge_proposer(result, meter)
         super().tell(candidate, result)
-
-    def archive(self) -> list[FinishedTrial]:
-        return [t for t in self.trials() if t.state == "COMPLETE"]

@@ -89,10 +89,16 @@ class ProposalOptimizer(OptunaOptimizer):
 
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
         meter = self._pending_usage.pop(candidate.number, None)
-        if meter is not None:
-            usage = meter.total
-            result.metrics["proposer_calls"] = float(usage.calls)
-            result.metrics["proposer_tokens"] = float(usage.tokens)
-            result.metrics["calls"] = result.metrics.get("calls", 0.0) + usage.calls
-            result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + usage.tokens
+        charge_proposer(result, meter)
         super().tell(candidate, result)
+
+
+def charge_proposer(result: TrialResult, meter: Meter | None) -> None:
+    """Add the proposer's LM usage behind a trial to its metrics: it counts in budgets and reports."""
+    if meter is None:
+        return
+    usage = meter.total
+    result.metrics["proposer_calls"] = float(usage.calls)
+    result.metrics["proposer_tokens"] = float(usage.tokens)
+    result.metrics["calls"] = result.metrics.get("calls", 0.0) + usage.calls
+    result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + usage.tokens

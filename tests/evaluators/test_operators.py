@@ -11,8 +11,8 @@ import pytest
 from dspy.utils.dummies import DummyLM
 
 from agentsearch.evaluators.compile import compile_graph
-from agentsearch.evaluators.lm import MeteringMixin, metering
 from agentsearch.evaluators.library import IMPLEMENTATIONS
+from agentsearch.evaluators.lm import MeteringMixin, metering
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.operators import OPERATORS, LMParams
 from tests.conftest import QUESTIONS, make_lm
