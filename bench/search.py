@@ -193,7 +193,7 @@ def one_run(
         def n_finished(self) -> int:  # the base rebuilds every trial's graph; the bench asks per trial
             return len(self.study.get_trials(deepcopy=False, states=finished))
 
-    policy = fake.ReasoningPolicy({ex.question: ex.answer for ex in [*val, *train]})
+    policy = fake.ReasoningPolicy({ex.question: ex.answer for ex in [*val, *train, *(test or [])]})
     run = Run(arm, seed)
     start = time.perf_counter()
     with fake.FakeOpenAIServer(policy, latency=0.0, seed=0) as server:
