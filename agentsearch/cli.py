@@ -415,8 +415,8 @@ def optimize(
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="candidates evaluated at once")] = 2,
     concurrency: ConcurrencyOpt = 8,
     min_batch: Annotated[
-        int, typer.Option("--min-batch", min=1, help="first validation minibatch (8, 16, 32, ...)")
-    ] = 8,
+        int, typer.Option("--min-batch", min=1, help="first validation minibatch (4, 8, 16, 32, ...)")
+    ] = 4,
     run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory (studies, MLflow, cache, exports)")] = Path(
         "runs"
     ),

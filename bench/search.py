@@ -47,6 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
 
 
+MIN_BATCH = [4]  # first validation minibatch (--min-batch)
+
+
 def _fake_server_module() -> Any:
     """``tests.fake_server`` (the repository root on sys.path, so the bench runs from anywhere)."""
     if str(ROOT) not in sys.path:
@@ -204,7 +207,7 @@ def one_run(
             storage=None,
             pruner=pruner,
             seed=seed,
-            min_resource=8,
+            min_resource=MIN_BATCH[0],
             max_resource=len(val),
             startup_trials=startup,
             baselines=baseline_graphs() if baselines else None,
@@ -233,7 +236,7 @@ def one_run(
             n_trials=1,
             parallel=1,
             concurrency=concurrency,
-            min_batch=8,
+            min_batch=MIN_BATCH[0],
             observer=recorder,  # type: ignore[arg-type]
             **_study_loop_options(space, lms, train, metric),
         )
@@ -459,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=8, help="examples evaluated at once in a trial")
     ap.add_argument("--baselines", action="store_true", help="enqueue the hand-written baselines in every run")
     ap.add_argument("--only", choices=("sampler", "pruning", "optimizers"), default=None, help="run one comparison")
+    ap.add_argument("--min-batch", type=int, default=4, help="first validation minibatch (4: 4/8/16/32/...)")
     ap.add_argument("--opt-budget", type=int, default=1500, help="LLM calls per run in the optimizer comparison")
     ap.add_argument("--opt-seeds", type=int, default=3, help="seeds per optimizer in the optimizer comparison")
     ap.add_argument("--test", type=int, default=32, help="test examples (optimizer comparison)")
@@ -466,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch of the price map
+    MIN_BATCH[0] = args.min_batch
     logging.getLogger("agentsearch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="optuna")
     from agentsearch.evaluators.lm import configure_cache

@@ -53,7 +53,7 @@ class StudyConfig:
     objectives: tuple[str, ...] = ("accuracy",)
     parallel: int = 2
     concurrency: int = 8
-    min_batch: int = 8
+    min_batch: int = 4
     run_dir: Path = Path("runs")
     storage: str | None = None
     tracking_uri: str | None = None
