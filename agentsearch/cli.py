@@ -488,8 +488,12 @@ def optimize(
     models = models_from_flags(
         model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout, announce=progress.announce
     )
+    import contextlib
+
     try:
-        with models, progress:
+        # DSPy's teleprompters print progress from worker threads: during the study, stdout goes to stderr,
+        # so stdout carries only the summary (one JSON object with --json)
+        with models, progress, contextlib.redirect_stdout(sys.stderr):
             cfg.models = models.public()
             summary = run_study(prepared, models.lms, observer=progress, announce=progress.announce)
     except StudyStopped as exc:
@@ -548,8 +552,13 @@ def ui(
     if port is None and http_status(f"http://{host}:5000/health") is None:
         port = 5000
     server = ManagedServer(
-        lambda p: tracker.ui_command(host=host, port=p), name="mlflow-ui", host=host, port=port,
-        log_dir=run_dir / "servers", startup_timeout_s=180, env={"MLFLOW_DISABLE_TELEMETRY": "true"},
+        lambda p: tracker.ui_command(host=host, port=p),
+        name="mlflow-ui",
+        host=host,
+        port=port,
+        log_dir=run_dir / "servers",
+        startup_timeout_s=180,
+        env={"MLFLOW_DISABLE_TELEMETRY": "true"},
     )
     with server:
         out.print(f"MLflow UI: {server.base_url}  (store: {tracker.tracking_uri}; Ctrl-C to stop)", markup=False)

@@ -321,21 +321,17 @@ def run_study(
         if needs_preparation(graph):
             graph = prepare_graph(graph, lms, prepared.train, bench.metric)
         if cfg.prompt_optimizer and not candidate.is_baseline:
-            import contextlib
-            import sys
-
             from agentsearch.optimizers.dspy_prompts import optimize_prompts
 
-            with contextlib.redirect_stdout(sys.stderr):  # DSPy's teleprompters print; stdout is for --json
-                graph = optimize_prompts(
-                    graph,
-                    lms,
-                    prepared.train,
-                    bench.metric,
-                    method=cfg.prompt_optimizer,
-                    seed=cfg.seed,
-                    proposer_lm=proposer_lm,
-                )
+            graph = optimize_prompts(
+                graph,
+                lms,
+                prepared.train,
+                bench.metric,
+                method=cfg.prompt_optimizer,
+                seed=cfg.seed,
+                proposer_lm=proposer_lm,
+            )
         return graph
 
     loop = SearchLoop(
