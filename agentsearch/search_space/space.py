@@ -114,7 +114,6 @@ class SearchSpace:
     proposal_slots: int = 0  # instruction choices reserved for proposed instructions (see PromptPool)
     demo_slots: int = 0  # demo-set choices reserved for bootstrapped demos
     pool: PromptPool | None = field(default=None, compare=False, repr=False)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.levels) - set(LEVELS))
