@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from agentsearch.errors import UserError
-from agentsearch.evaluators.backends.process import DEFAULT_HOST, ManagedServer, ServerBackend
+from agentsearch.evaluators.backends.process import DEFAULT_HOST, LaunchedServer, ManagedServer, ServerBackend
 
 if TYPE_CHECKING:
-    from agentsearch.evaluators.lm import Endpoint
+    pass
 
 __all__ = [
     "GGUF_MAGIC",
@@ -595,7 +595,7 @@ class LocalServerConfig:
     use_hub: bool = True
 
 
-class LocalServer:
+class LocalServer(LaunchedServer):
     """The embedded CPU server for one local model; a context manager (``with LocalServer() as s``)."""
 
     def __init__(
@@ -653,45 +653,10 @@ class LocalServer:
         self._server.start()
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> LocalServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def server(self) -> ManagedServer:
-        if self._server is None:
-            raise RuntimeError("LocalServer is not started")
-        return self._server
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT/v1``."""
-        return self.server.url
-
     @property
     def model_name(self) -> str:
         """The served alias, unique per model content."""
         return self.resolve().alias
-
-    @property
-    def log_path(self) -> Path | None:
-        return self._server.log_path if self._server is not None else None
-
-    @property
-    def pid(self) -> int | None:
-        return self._server.pid if self._server is not None else None
-
-    def endpoint(self, alias: str = "default") -> Endpoint:
-        """The :class:`~agentsearch.evaluators.lm.Endpoint` to pass to ``build_lm``."""
-        from agentsearch.evaluators.lm import Endpoint
-
-        return Endpoint(model=self.model_name, api_base=self.url, api_key=None, alias=alias)
 
 
 def _pythonpath_with_us() -> str:

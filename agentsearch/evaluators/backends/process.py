@@ -36,9 +36,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
 from agentsearch.errors import EndpointError, UserError
+
+if TYPE_CHECKING:
+    from agentsearch.evaluators.lm import Endpoint
 
 __all__ = [
     "ManagedServer",
@@ -423,3 +426,53 @@ def _terminate_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
     end = time.monotonic() + 2.0
     while _group_alive(pgid) and time.monotonic() < end:
         time.sleep(0.02)
+
+
+class LaunchedServer:
+    """What a launcher (the embedded server, vLLM) offers once started: a context manager around one
+    :class:`ManagedServer`, its URL, served model name and :meth:`endpoint`. Subclasses implement
+    :meth:`start` (setting ``self._server``) and :attr:`model_name`."""
+
+    _server: ManagedServer | None = None
+
+    def start(self) -> LaunchedServer:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def model_name(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> LaunchedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def server(self) -> ManagedServer:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not started")
+        return self._server
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT/v1``."""
+        return self.server.url
+
+    @property
+    def pid(self) -> int | None:
+        return self._server.pid if self._server is not None else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._server.log_path if self._server is not None else None
+
+    def endpoint(self, alias: str = "default") -> Endpoint:
+        """The :class:`~agentsearch.evaluators.lm.Endpoint` to pass to ``build_lm``."""
+        from agentsearch.evaluators.lm import Endpoint
+
+        return Endpoint(model=self.model_name, api_base=self.url, api_key=None, alias=alias)

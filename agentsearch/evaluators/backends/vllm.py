@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentsearch.errors import UserError
-from agentsearch.evaluators.backends.process import DEFAULT_HOST, ManagedServer
+from agentsearch.evaluators.backends.process import DEFAULT_HOST, LaunchedServer, ManagedServer
 
 if TYPE_CHECKING:
-    from agentsearch.evaluators.lm import Endpoint
+    pass
 
 __all__ = ["VLLM_INSTALL_HINT", "VllmServer", "vllm_alias"]
 
@@ -54,7 +54,7 @@ def vllm_alias(model: str, extra_args: Sequence[str] = ()) -> str:
     return f"vllm-{slug}-{digest}"
 
 
-class VllmServer:
+class VllmServer(LaunchedServer):
     """``vllm serve MODEL --served-model-name ALIAS --enable-prefix-caching ...`` until stopped."""
 
     def __init__(
@@ -126,39 +126,6 @@ class VllmServer:
         self._server.start()
         return self
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    def __enter__(self) -> VllmServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def server(self) -> ManagedServer:
-        if self._server is None:
-            raise RuntimeError("VllmServer is not started")
-        return self._server
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
     @property
     def model_name(self) -> str:
         return self.alias
-
-    @property
-    def pid(self) -> int | None:
-        return self._server.pid if self._server is not None else None
-
-    @property
-    def log_path(self) -> Path | None:
-        return self._server.log_path if self._server is not None else None
-
-    def endpoint(self, alias: str = "default") -> Endpoint:
-        from agentsearch.evaluators.lm import Endpoint
-
-        return Endpoint(model=self.alias, api_base=self.url, api_key=None, alias=alias)
