@@ -62,21 +62,6 @@ NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="turn DSPy's respon
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="seconds per LM call before it is retried")]
 
 
-def parse_size(text: str, flag: str) -> int | float:
-    """A split size: a count ("50") or a fraction in (0, 1) ("0.1")."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise _user_error(f"{flag} {text!r}: expected a count (e.g. 50) or a fraction (e.g. 0.1)") from None
-    if value < 0 or (0 < value < 1 and "." not in text and "e" not in text.lower()):
-        raise _user_error(f"{flag} {text!r}: must be a count >= 0 or a fraction in (0, 1)")
-    if value < 1 and value != 0:
-        return value
-    if value != int(value):
-        raise _user_error(f"{flag} {text!r}: a count must be a whole number")
-    return int(value)
-
-
 def _user_error(message: str) -> Exception:
     from agentsearch.errors import UserError
 
@@ -86,8 +71,11 @@ def _user_error(message: str) -> Exception:
 def split_spec(seed: int, val_size: str, test_size: str) -> SplitSpec:
     from agentsearch.evaluators.benchmarks import SplitSpec
 
+    # SplitSpec validates the values and names the flag in its errors
     return SplitSpec(
-        seed=seed, val_size=parse_size(val_size, "--val-size"), test_size=parse_size(test_size, "--test-size")
+        seed=seed,
+        val_size=SplitSpec.parse_size(val_size, "--val-size"),
+        test_size=SplitSpec.parse_size(test_size, "--test-size"),
     )
 
 
