@@ -242,10 +242,12 @@ def evaluate(
 
         if needs_preparation(graph):
             err.print("building the experience memory from the train split ...")
-            graph = prepare_graph(graph, models.lms, bench.load("train", spec), bench.metric)
-        program = compile_graph(graph, lms=models.lms)
+            graph = prepare_graph(
+                graph, models.lms, bench.load("train", spec), bench.metric, answer_kind=bench.answer_kind
+            )
+        program = compile_graph(graph, lms=models.lms, answer_kind=bench.answer_kind)
         with _progress(f"{graph.name} on {bench.name}/{split}", len(examples)) as advance:
-            result = Evaluator(bench.metric, concurrency=concurrency, progress=advance).evaluate(program, examples)
+            result = Evaluator(bench.score, concurrency=concurrency, progress=advance).evaluate(program, examples)
         public = models.public()
 
     if records is not None:

@@ -22,7 +22,10 @@ Replies to DSPy prompts use the ChatAdapter wire format (verified against dspy 3
 Output field names and types are read from the system message written by DSPy's ChatAdapter
 (``Your output fields are:\\n1. `reasoning` (str): ...``). When the system message is the
 JSONAdapter's instead (a ``JSON object`` is requested and there is no ``[[ ## completed ## ]]``
-marker), a policy's dict is returned as a JSON object.
+marker), a policy's dict is returned as a JSON object; for DSPy's XMLAdapter, as ``<field>`` elements.
+agentsearch's text format (``agentsearch.evaluators.formats.TextAdapter``: "Show your reasoning
+first. End your reply with a final line of the form: Answer: <...>") is answered in kind: the
+reasoning, then one ``Label: value`` line per output field.
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ __all__ = [
     "chat_requests_from_body",
     "default_field_value",
     "format_chat_adapter",
+    "format_text",
+    "format_xml_adapter",
     "load_answers_jsonl",
     "parse_signature_fields",
 ]
@@ -91,13 +96,30 @@ class ChatRequest:
         """Names of the output fields, in prompt order."""
         return [name for name, _ in self.output_fields]
 
+    text_mode: bool = False  # the prompt is agentsearch's text format
+
     @property
     def json_mode(self) -> bool:
         """True when the prompt is DSPy's JSONAdapter format rather than the ChatAdapter format."""
-        return _is_json_prompt(self.system, self.body)
+        return not self.text_mode and _is_json_prompt(self.system, self.body)
+
+    @property
+    def xml_mode(self) -> bool:
+        """True when the prompt is DSPy's XMLAdapter format."""
+        return not self.text_mode and not self.json_mode and _is_xml_prompt(self.system)
+
+    @property
+    def format(self) -> str:
+        """The output format the prompt asks for: ``text``, ``json``, ``xml`` or ``chat``."""
+        return "text" if self.text_mode else "json" if self.json_mode else "xml" if self.xml_mode else "chat"
 
     def input_sections(self) -> dict[str, str]:
-        """The ``[[ ## name ## ]]`` sections of the last user message (DSPy input fields)."""
+        """The input fields of the last user message: ``[[ ## name ## ]]`` sections (chat, json),
+        ``<name>`` elements (xml) or ``Label:`` blocks (text)."""
+        if self.text_mode:
+            return split_text_sections(self.last_user)
+        if self.xml_mode:
+            return split_xml_sections(self.last_user)
         return split_sections(self.last_user)
 
 
@@ -148,6 +170,65 @@ def _is_json_prompt(system: str, body: dict[str, Any]) -> bool:
     return "JSON object" in system and "Your output fields are:" in system
 
 
+def _is_xml_prompt(system: str) -> bool:
+    return "[[ ## completed ## ]]" not in system and bool(re.search(r"^<\w+>$", system, re.MULTILINE))
+
+
+_TEXT_STRUCTURE_RE = re.compile(
+    r"(?:End your reply with a final line of the form:|End your reply with these labelled parts[^\n]*:"
+    r"|Reply in this form:)\n((?:[^\n]+: <[^\n]*>\n?)+)\s*$"
+)
+_TEXT_FIELD_RE = re.compile(r"^([^\n:<]+): <([^\n]*)>$", re.MULTILINE)
+_TEXT_SECTION_RE = re.compile(r"^([A-Z][A-Za-z0-9 ]*?)(?: \([^\n]*\))?:[ \t]*$", re.MULTILINE)
+_XML_SECTION_RE = re.compile(r"<(\w+)>\n?(.*?)\n?</\1>", re.DOTALL)
+
+
+def _text_type(hint: str) -> str:
+    if hint.endswith("yes or no"):
+        return "bool"
+    if hint.endswith("a number"):
+        return "float"
+    if "one of: " in hint:
+        choices = hint.rsplit("one of: ", 1)[1].split(", ")
+        return "Literal[" + ", ".join(repr(c) for c in choices) + "]"
+    if hint.endswith("JSON"):
+        return "dict"
+    return "str"
+
+
+def parse_text_format(system: str) -> list[tuple[str, str]] | None:
+    """Output fields (name, type) of an agentsearch text-format prompt, or None when it is not one.
+
+    A leading ``reasoning`` field is added when the prompt asks for reasoning first."""
+    m = _TEXT_STRUCTURE_RE.search(system)
+    if m is None:
+        return None
+    fields = [
+        (name.strip().lower().replace(" ", "_"), _text_type(hint)) for name, hint in _TEXT_FIELD_RE.findall(m.group(1))
+    ]
+    if "Show your reasoning first" in system[max(0, m.start() - 40) : m.start()]:
+        fields.insert(0, ("reasoning", "str"))
+    return fields
+
+
+def split_text_sections(text: str) -> dict[str, str]:
+    """Map each ``Label:`` (or ``Label (desc):``) line of a text-format message to the text below it."""
+    matches = list(_TEXT_SECTION_RE.finditer(text))
+    out: dict[str, str] = {}
+    for k, m in enumerate(matches):
+        end = matches[k + 1].start() if k + 1 < len(matches) else len(text)
+        out.setdefault(m.group(1).strip().lower().replace(" ", "_"), text[m.end() : end].strip())
+    return out
+
+
+def split_xml_sections(text: str) -> dict[str, str]:
+    """Map each top-level ``<name>...</name>`` element of a message to its text."""
+    out: dict[str, str] = {}
+    for m in _XML_SECTION_RE.finditer(text):
+        out.setdefault(m.group(1), m.group(2).strip())
+    return out
+
+
 def _content_text(content: Any) -> str:
     if content is None:
         return ""
@@ -187,6 +268,9 @@ def chat_requests_from_body(
             user_parts.append(text)
     system = "\n\n".join(system_parts)
     inputs, outputs = parse_signature_fields(system)
+    text_fields = None if outputs else parse_text_format(system)
+    if text_fields is not None:
+        outputs = text_fields
     temperature = body.get("temperature")
     n = max(1, int(body.get("n") or 1))
     max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
@@ -207,6 +291,7 @@ def chat_requests_from_body(
             choice_index=c,
             last_user=user_parts[-1] if user_parts else "",
             body=body,
+            text_mode=text_fields is not None,
         )
         for c in range(n)
     ]
@@ -300,6 +385,22 @@ def format_json_adapter(values: dict[str, Any], output_fields: list[tuple[str, s
                 pass
         obj[name] = text
     return json.dumps(obj, ensure_ascii=False)
+
+
+def format_xml_adapter(values: dict[str, Any], output_fields: list[tuple[str, str]] = ()) -> str:
+    """Render field values as DSPy's XMLAdapter expects: one ``<name>`` element per field."""
+    full = complete_fields(values, list(output_fields))
+    return "\n".join(f"<{name}>\n{text}\n</{name}>" for name, text in full.items())
+
+
+def format_text(values: dict[str, Any], output_fields: list[tuple[str, str]] = ()) -> str:
+    """Render field values in agentsearch's text format: the reasoning, then ``Label: value`` lines."""
+    full = complete_fields(values, list(output_fields))
+    lines = []
+    if "reasoning" in full:
+        lines.append(full.pop("reasoning"))
+    lines.extend(f"{name.replace('_', ' ').capitalize()}: {text}" for name, text in full.items())
+    return "\n".join(lines)
 
 
 def approx_tokens(text: str) -> int:
@@ -916,8 +1017,13 @@ class FakeOpenAIServer:
         out = self.policy(req)
         if isinstance(out, str):
             return out
-        if req.json_mode:
+        fmt = req.format
+        if fmt == "text":
+            return format_text(out, req.output_fields)
+        if fmt == "json":
             return format_json_adapter(out, req.output_fields)
+        if fmt == "xml":
+            return format_xml_adapter(out, req.output_fields)
         return format_chat_adapter(out, req.output_fields)
 
     def _handle_chat(self, body: dict[str, Any]) -> tuple[int, bytes, str]:

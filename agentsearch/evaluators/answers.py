@@ -50,8 +50,11 @@ from fractions import Fraction
 
 __all__ = [
     "answers_match",
+    "clean_answer",
     "extract_answer",
+    "last_number",
     "majority_vote",
+    "marked_answer",
     "normalize_number",
     "normalize_text",
 ]
@@ -139,6 +142,32 @@ def extract_answer(text: str) -> str:
         line = next((ln for ln in tail.splitlines() if ln.strip()), "")
         return _strip_wrappers(line)
     return _strip_wrappers(text)
+
+
+def clean_answer(text: str) -> str:
+    """A short answer as written on an answer line: the content of its ``\\boxed{}`` if it has one,
+    markdown bold, math delimiters and trailing punctuation stripped (``"**\\boxed{72}**."`` is ``"72"``)."""
+    if text is None:
+        return ""
+    text = str(text).strip()
+    boxed = _last_boxed(text)
+    return _strip_wrappers(boxed if boxed is not None else text)
+
+
+def marked_answer(text: str) -> str:
+    """The answer a reply states without an answer line: the last ``\\boxed{...}``, else the line after
+    the last "the answer is" / "final answer" marker; ``""`` when there is neither."""
+    if text is None:
+        return ""
+    text = str(text)
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        return _strip_wrappers(boxed)
+    markers = list(_ANSWER_MARKER.finditer(text))
+    if markers:
+        tail = text[markers[-1].end() :]
+        return _strip_wrappers(next((ln for ln in tail.splitlines() if ln.strip()), ""))
+    return ""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,6 +297,18 @@ def normalize_number(text: str) -> str | None:
         return None
     got = _number(str(text))
     return None if got is None else _canonical(got[0])
+
+
+_ANY_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+
+
+def last_number(text: str) -> str | None:
+    """The canonical form of the last number written in ``text`` (``"... so she has $1,080."`` gives
+    ``"1080"``), or None. The last-resort reading of a reply that states no answer."""
+    if text is None:
+        return None
+    found = _ANY_NUMBER.findall(_latex_cleanup(str(text)))
+    return normalize_number(found[-1]) if found else None
 
 
 # --------------------------------------------------------------------------------------------------

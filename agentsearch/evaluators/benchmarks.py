@@ -1,8 +1,12 @@
 """Benchmarks: where examples come from, how they are split, and how an answer is scored.
 
 A :class:`Benchmark` holds a fixed *pool* of :class:`Example` (``examples()``), splits it into
-``train``/``val``/``test`` (``split(spec)``, ``load(name, spec)``) and scores a prediction
-(``metric(example, prediction)``, a bool).
+``train``/``val``/``test`` (``split(spec)``, ``load(name, spec)``) and scores a prediction:
+``score(example, prediction) -> Score(correct, value, extracted)`` returns the final answer it read
+too (as AFlow's ``calculate_score`` does), so records and reports show what was compared;
+``extracted == ""`` is a reply with no answer (``no_answer``). ``metric(...)`` is ``score(...).correct``.
+``answer_kind`` (``number`` or ``text``) says what the answers are; the text output format reads a
+reply's last number as a last resort only for ``number`` benchmarks.
 
 Splits (:class:`SplitSpec`, :func:`split_examples`):
 
@@ -56,6 +60,7 @@ __all__ = [
     "Benchmark",
     "Example",
     "ReasoningGym",
+    "Score",
     "SplitSpec",
     "get_benchmark",
     "list_benchmarks",
@@ -74,6 +79,21 @@ class Example:
     answer: str
     solution: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Score:
+    """How a prediction scored: ``correct`` (what accuracy counts), ``value`` (1.0/0.0, or a scorer's
+    partial credit; only 1.0 is correct) and ``extracted``, the final answer read from the prediction
+    (``""``: the reply had no answer)."""
+
+    correct: bool
+    value: float
+    extracted: str
+
+    @property
+    def no_answer(self) -> bool:
+        return not self.extracted.strip()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,9 +192,7 @@ def _order_key(seed: int, example_id: str) -> str:
     return hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()
 
 
-def split_examples(
-    pool: Sequence[Example], spec: SplitSpec, label: str = "the pool"
-) -> dict[str, list[Example]]:
+def split_examples(pool: Sequence[Example], spec: SplitSpec, label: str = "the pool") -> dict[str, list[Example]]:
     """Split ``pool`` into ``{"train", "val", "test"}`` (see the module docstring)."""
     seen: set[str] = set()
     for ex in pool:
@@ -237,9 +255,32 @@ class Benchmark(ABC):
             raise DataError(f"unknown split {split!r}; expected train, val or test")
         return self.split(spec)[split]
 
+    @property
+    def answer_kind(self) -> str:
+        """``number`` when every answer of the pool is a number, else ``text``."""
+        kind = self.__dict__.get("_answer_kind")
+        if kind is None:
+            pool = self.examples()
+            numeric = bool(pool) and all(normalize_number(ex.answer) is not None for ex in pool)
+            kind = self.__dict__["_answer_kind"] = "number" if numeric else "text"
+        return kind
+
+    def extract(self, prediction: str) -> str:
+        """The final answer in ``prediction`` as this benchmark compares it (``""``: none)."""
+        text = extract_answer(prediction)
+        if self.answer_kind == "number":
+            return normalize_number(text) or text
+        return text
+
+    def score(self, example: Example, prediction: str) -> Score:
+        """Score ``prediction`` against the gold answer; returns the extracted answer too."""
+        extracted = self.extract(prediction)
+        correct = bool(extracted) and answers_match(extracted, example.answer)
+        return Score(correct, 1.0 if correct else 0.0, extracted)
+
     def metric(self, example: Example, prediction: str) -> bool:
         """Whether the final answer in ``prediction`` matches the gold answer."""
-        return answers_match(extract_answer(prediction), example.answer)
+        return self.score(example, prediction).correct
 
     def describe(self) -> dict[str, Any]:
         """Name, pool size and source, for logs."""
@@ -377,6 +418,7 @@ class GSM8K(Benchmark):
 
     name = "gsm8k"
     HUB_ID = "openai/gsm8k"
+    answer_kind = "number"
 
     def __init__(self, data: str | Path | None = None) -> None:
         super().__init__()
@@ -420,8 +462,7 @@ class GSM8K(Benchmark):
         except Exception as e:  # noqa: BLE001 - network, auth, cache: all mean "cannot load"
             reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise DataError(
-                f"gsm8k: cannot load {self.HUB_ID} from the Hugging Face hub ({reason}); "
-                "pass --data FILE.jsonl"
+                f"gsm8k: cannot load {self.HUB_ID} from the Hugging Face hub ({reason}); pass --data FILE.jsonl"
             ) from None
         out = []
         for split in ("train", "test"):
@@ -536,15 +577,19 @@ class ReasoningGym(Benchmark):
             pool_size = max(pool_size, sum(sizes))  # type: ignore[arg-type]
         return split_examples(self._generate(pool_size), spec, self.name)
 
-    def metric(self, example: Example, prediction: str) -> bool:
+    def score(self, example: Example, prediction: str) -> Score:
+        """The task's own scorer on the extracted answer; only a perfect 1.0 is correct."""
         entry = example.meta
         if not entry or "answer" not in entry:
-            return super().metric(example, prediction)
+            return super().score(example, prediction)
+        extracted = extract_answer(prediction)
+        if not extracted:
+            return Score(False, 0.0, "")
         try:
-            score = self._dataset(self.size).score_answer(answer=extract_answer(prediction), entry=entry)
+            value = float(self._dataset(self.size).score_answer(answer=extracted, entry=entry))
         except Exception:  # noqa: BLE001 - a scorer crash is a wrong answer, not a crashed run
-            return False
-        return score == 1.0
+            value = 0.0
+        return Score(value == 1.0, value, extracted)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "task": self.task, "generator_seed": self.seed}
@@ -553,9 +598,7 @@ class ReasoningGym(Benchmark):
 # --------------------------------------------------------------------------------------------------
 # registry
 
-_NAMES_HINT = (
-    "gsm8k, jsonl (with --data FILE.jsonl) or reasoning_gym:<task> (e.g. reasoning_gym:basic_arithmetic)"
-)
+_NAMES_HINT = "gsm8k, jsonl (with --data FILE.jsonl) or reasoning_gym:<task> (e.g. reasoning_gym:basic_arithmetic)"
 
 
 def list_benchmarks() -> list[str]:

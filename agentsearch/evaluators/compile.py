@@ -2,7 +2,9 @@
 
 Nodes run in topological order (networkx); the nodes of one topological generation are
 independent, so with ``parallel=True`` they run concurrently, each in a copy of the caller's
-context (DSPy settings and the active usage meter follow them).
+context (DSPy settings and the active usage meter follow them). Each node runs under the DSPy
+adapter of its ``format`` param (:mod:`agentsearch.evaluators.formats`); ``answer_kind`` is what the
+benchmark's answers are (``number`` lets the text format read a reply's last number as a last resort).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dspy
 
 from agentsearch.errors import GraphError
+from agentsearch.evaluators.formats import DEFAULT_FORMAT, make_adapter
 from agentsearch.evaluators.library import build_operator
 from agentsearch.evaluators.operators import NodeOutput, OperatorModule
 from agentsearch.search_space.graph import AgentGraph
@@ -22,13 +25,21 @@ from agentsearch.search_space.graph import AgentGraph
 class GraphProgram(dspy.Module):
     """The DSPy program of one agent graph: ``program(question=...) -> Prediction(answer, reasoning)``."""
 
-    def __init__(self, graph: AgentGraph, lms: Mapping[str, dspy.BaseLM] | None = None, parallel: bool = True):
+    def __init__(
+        self,
+        graph: AgentGraph,
+        lms: Mapping[str, dspy.BaseLM] | None = None,
+        parallel: bool = True,
+        answer_kind: str = "text",
+    ):
         super().__init__()
         self.graph = graph
         self.parallel = parallel
-        # No silent JSON-adapter retry on unparseable output: it would double a call's cost behind the cost
-        # model's back. Unusable output is the agent's failure (a wrong answer), see Evaluator.
-        self._adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
+        self.answer_kind = answer_kind
+        # Unusable output is the agent's failure (a wrong answer, no silent retries), see Evaluator.
+        self._adapters = {
+            node.id: make_adapter(getattr(node.params, "format", DEFAULT_FORMAT), answer_kind) for node in graph.nodes
+        }
         self.nodes: dict[str, OperatorModule] = {node.id: build_operator(node) for node in graph.nodes}
         self._generations = graph.topological_generations()
         self._inputs = {node.id: node.upstream for node in graph.nodes}
@@ -47,13 +58,10 @@ class GraphProgram(dspy.Module):
 
     def _run_node(self, node_id: str, question: str, outputs: Mapping[str, NodeOutput]) -> NodeOutput:
         upstream = [outputs[ref] for ref in self._inputs[node_id]]
-        return self.nodes[node_id](question=question, upstream=upstream)
+        with dspy.context(adapter=self._adapters[node_id]):
+            return self.nodes[node_id](question=question, upstream=upstream)
 
     def forward(self, question: str) -> dspy.Prediction:
-        with dspy.context(adapter=self._adapter):
-            return self._forward(question)
-
-    def _forward(self, question: str) -> dspy.Prediction:
         outputs: dict[str, NodeOutput] = {}
         for generation in self._generations:
             if len(generation) == 1 or not self.parallel:
@@ -72,7 +80,8 @@ class GraphProgram(dspy.Module):
 
 
 def compile_graph(
-    graph: AgentGraph, lms: Mapping[str, dspy.BaseLM] | None = None, parallel: bool = True
+    graph: AgentGraph, lms: Mapping[str, dspy.BaseLM] | None = None, parallel: bool = True, answer_kind: str = "text"
 ) -> GraphProgram:
-    """Build the program for ``graph``; ``lms`` maps model aliases to LMs (None: use dspy's configured LM)."""
-    return GraphProgram(graph, lms=lms, parallel=parallel)
+    """Build the program for ``graph``; ``lms`` maps model aliases to LMs (None: use dspy's configured LM);
+    ``answer_kind`` is the benchmark's (:attr:`~agentsearch.evaluators.benchmarks.Benchmark.answer_kind`)."""
+    return GraphProgram(graph, lms=lms, parallel=parallel, answer_kind=answer_kind)

@@ -7,7 +7,10 @@ crashes the evaluation; it is recorded on the example (``error``, ``error_kind``
   LM client's retries; the example is retried, then recorded. A score built on such examples is not
   trustworthy: the search loop fails the trial instead of scoring it.
 - ``model``: the model's output could not be used (unparseable output, context window exceeded).
-  That is the agent's fault, so the example counts as answered wrongly; it is not retried.
+  That is the agent's fault, so the example counts as answered wrongly (``no_answer``); it is not retried.
+
+A record keeps the prediction, the answer the benchmark extracted from it (``extracted``; empty: the
+reply had no answer, ``no_answer``) and the score's ``value`` (partial credit where a scorer gives it).
 - ``internal``: anything else (a bug); retried, recorded, and treated like ``endpoint``.
 """
 
@@ -24,12 +27,14 @@ from typing import Any
 
 import dspy
 
-from agentsearch.evaluators.benchmarks import Example
+from agentsearch.evaluators.benchmarks import Example, Score
 from agentsearch.evaluators.lm import Meter, metering
 
 log = logging.getLogger(__name__)
 
-Metric = Callable[[Example, str], bool]
+#: ``metric(example, prediction)``: a :class:`~agentsearch.evaluators.benchmarks.Score` (e.g.
+#: ``Benchmark.score``), or a plain bool.
+Metric = Callable[[Example, str], "Score | bool"]
 
 
 @dataclass
@@ -50,6 +55,9 @@ class ExampleRecord:
     error: str | None = None
     error_kind: str | None = None  # "endpoint" | "model" | "internal"
     reasoning: str = ""
+    extracted: str = ""  # the final answer the benchmark read from the prediction
+    value: float = 0.0  # the score (1.0/0.0, or partial credit); only `correct` counts toward accuracy
+    no_answer: bool = False  # the reply had no extractable answer (or could not be parsed)
 
     @property
     def tokens(self) -> int:
@@ -75,6 +83,15 @@ class EvalResult:
     @property
     def n_errors(self) -> int:
         return sum(r.error is not None for r in self.records)
+
+    @property
+    def n_no_answer(self) -> int:
+        return sum(r.no_answer for r in self.records)
+
+    @property
+    def no_answer_rate(self) -> float:
+        """Share of examples whose reply had no extractable answer."""
+        return self.n_no_answer / self.n if self.n else 0.0
 
     @property
     def n_endpoint_errors(self) -> int:
@@ -112,6 +129,8 @@ class EvalResult:
             "n_correct": self.n_correct,
             "n_errors": self.n_errors,
             "n_endpoint_errors": self.n_endpoint_errors,
+            "n_no_answer": self.n_no_answer,
+            "no_answer_rate": self.no_answer_rate,
             "tokens_per_question": self.tokens_per_question,
             "calls_per_question": self.calls_per_question,
             "latency_per_question_s": self.latency_per_question,
@@ -181,10 +200,18 @@ class Evaluator:
                         time.sleep(self.retry_backoff_s * (2**attempt))
         if record.error is None:
             try:
-                record.correct = bool(self.metric(example, record.prediction))
+                scored = self.metric(example, record.prediction)
+                if isinstance(scored, Score):
+                    record.correct, record.value, record.extracted = scored.correct, scored.value, scored.extracted
+                else:
+                    record.correct = bool(scored)
+                    record.value, record.extracted = float(record.correct), record.prediction
+                record.no_answer = not record.extracted.strip()
             except Exception as exc:  # noqa: BLE001 - a metric failure is this example's error
                 record.error = f"metric failed: {type(exc).__name__}: {exc}"[:500]
                 record.error_kind = "internal"
+        elif record.error_kind == "model":
+            record.no_answer = True  # unparseable output: the agent gave no answer
         total = meter.total
         record.calls, record.cached_calls = total.calls, total.cached_calls
         record.prompt_tokens, record.completion_tokens = total.prompt_tokens, total.completion_tokens

@@ -53,7 +53,7 @@ class Critique(dspy.Signature):
     question: str = dspy.InputField()
     solution: str = dspy.InputField(desc="a proposed solution with its final answer")
     critique: str = dspy.OutputField(desc="the errors found, or why the solution is right")
-    is_correct: bool = dspy.OutputField(desc="True if the final answer is correct")
+    is_correct: bool = dspy.OutputField(desc="is the final answer correct?")
 
 
 class Revise(dspy.Signature):

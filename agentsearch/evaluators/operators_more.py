@@ -190,7 +190,7 @@ class SelfCheck(dspy.Signature):
 
     question: str = dspy.InputField()
     solution: str = dspy.InputField()
-    confident: bool = dspy.OutputField(desc="True if the final answer is certainly correct")
+    confident: bool = dspy.OutputField(desc="is the final answer certainly correct?")
     reflection: str = dspy.OutputField(desc="the mistake and how to avoid it (empty if confident)")
 
 
@@ -567,10 +567,23 @@ class ExperienceOp(OperatorModule):
 
 
 def build_insights(
-    node: NodeConfig, lm: dspy.BaseLM, train: Sequence[Any], metric: Callable[[Any, str], bool]
+    node: NodeConfig,
+    lm: dspy.BaseLM,
+    train: Sequence[Any],
+    metric: Callable[[Any, str], bool],
+    answer_kind: str = "text",
 ) -> NodeConfig:
     """Solve ``n_train`` train examples with the node, then distill insights from its successes and
     failures; returns the node with ``params.insights`` filled (the memory is frozen from then on)."""
+    from agentsearch.evaluators.formats import make_adapter
+
+    with dspy.context(adapter=make_adapter(node.params.format, answer_kind)):  # type: ignore[attr-defined]
+        return _build_insights(node, lm, train, metric)
+
+
+def _build_insights(
+    node: NodeConfig, lm: dspy.BaseLM, train: Sequence[Any], metric: Callable[[Any, str], bool]
+) -> NodeConfig:
     params = node.params
     solver = ExperienceOp(node)
     solver.set_lm(lm)

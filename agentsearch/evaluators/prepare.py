@@ -25,6 +25,7 @@ def prepare_graph(
     lms: Mapping[str, dspy.BaseLM],
     train: Sequence[Any],
     metric: Callable[[Any, str], bool],
+    answer_kind: str = "text",
 ) -> AgentGraph:
     """The graph with every node that needs training data built (insights distilled from ``train``)."""
     from agentsearch.evaluators.operators_more import build_insights
@@ -36,6 +37,6 @@ def prepare_graph(
     nodes = []
     for node in graph.nodes:
         if node.spec.needs_train and not getattr(node.params, "insights", ()):
-            node = build_insights(node, lms[getattr(node.params, "model", "default")], train, metric)
+            node = build_insights(node, lms[getattr(node.params, "model", "default")], train, metric, answer_kind)
         nodes.append(node)
     return graph.model_copy(update={"nodes": tuple(nodes)})

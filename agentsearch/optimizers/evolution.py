@@ -383,7 +383,7 @@ class RewriteInstruction(dspy.Signature):
 
     Given the task, what the step does, its current instruction and the agent's validation accuracy
     with it, write an improved instruction for that step: specific to the task, clear about how to
-    reason and check the work, and ending by asking for only the final answer in the answer field.
+    reason and check the work, and ending by asking for only the final answer as the answer.
     Reply with the instruction text only."""
 
     task: str = dspy.InputField(desc="the task the agent solves")

@@ -62,7 +62,7 @@ def bootstrap_demo_sets(
     from agentsearch.evaluators.operators import Solve
 
     solver = dspy.ChainOfThought(
-        Solve.with_instructions("Solve the question step by step. Put only the final answer in the answer field.")
+        Solve.with_instructions("Solve the question step by step. Give only the final answer as the answer.")
     )
     solver.set_lm(lm)
     good: list[dict[str, str]] = []

@@ -195,7 +195,8 @@ def evaluate_on_test(
     for label, graph in graphs.items():
         key = graph.config_hash
         if key not in cache:
-            result = Evaluator(bench.metric, concurrency=concurrency).evaluate(compile_graph(graph, lms=lms), test)
+            program = compile_graph(graph, lms=lms, answer_kind=bench.answer_kind)
+            result = Evaluator(bench.score, concurrency=concurrency).evaluate(program, test)
             s = result.summary()
             cache[key] = {k: s[k] for k in ("score", "n", "n_errors", "tokens_per_question", "calls_per_question")}
             if on_done is not None:
@@ -319,7 +320,7 @@ def run_study(
     def prepare(candidate: Candidate) -> AgentGraph:
         graph = candidate.graph
         if needs_preparation(graph):
-            graph = prepare_graph(graph, lms, prepared.train, bench.metric)
+            graph = prepare_graph(graph, lms, prepared.train, bench.metric, answer_kind=bench.answer_kind)
         if cfg.prompt_optimizer and not candidate.is_baseline:
             from agentsearch.optimizers.dspy_prompts import optimize_prompts
 
@@ -336,8 +337,8 @@ def run_study(
 
     loop = SearchLoop(
         optimizer,
-        lambda g: compile_graph(g, lms=lms),
-        bench.metric,
+        lambda g: compile_graph(g, lms=lms, answer_kind=bench.answer_kind),
+        bench.score,
         val,
         n_trials=cfg.trials,
         parallel=cfg.parallel,

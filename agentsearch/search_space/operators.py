@@ -14,6 +14,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Output formats of LM nodes (see :mod:`agentsearch.evaluators.formats`); a prompt-level search dimension.
+FORMATS: tuple[str, ...] = ("text", "chat", "xml", "json")
+#: The format of nodes that do not set one, chosen by measurement on the embedded models
+#: (docs/performance.md, "Output formats"): the small models follow only the natural ``text`` format.
+DEFAULT_FORMAT = "text"
+Format = Literal["text", "chat", "xml", "json"]
+
 
 class Demo(BaseModel):
     """One few-shot demonstration shown to a node's predictor."""
@@ -41,6 +48,11 @@ class LMParams(OpParams):
     max_tokens: int = Field(1024, ge=16, le=32768, description="completion token limit per call")
     model: str = Field("default", min_length=1, description="model alias the node runs on")
     demos: tuple[Demo, ...] = Field((), description="few-shot demonstrations (prompt level)")
+    format: Format = Field(
+        DEFAULT_FORMAT,
+        description="output format (prompt level): text = natural reasoning + 'Answer: ...' lines; chat/xml/json = "
+        "DSPy's ChatAdapter/XMLAdapter/JSONAdapter",
+    )
 
 
 class SelfConsistencyParams(LMParams):
@@ -126,10 +138,7 @@ class OperatorSpec:
         return self.params.model_validate(raw or {})
 
 
-_SOLVE = (
-    "Solve the question. Put only the final answer (a number or a short phrase, no units or "
-    "explanation) in the answer field."
-)
+_SOLVE = "Solve the question. Give the final answer alone (a number or a short phrase, no units or explanation)."
 
 OPERATORS: dict[str, OperatorSpec] = {
     spec.name: spec
@@ -184,7 +193,7 @@ OPERATORS: dict[str, OperatorSpec] = {
             params=LMParams,
             default_instruction=(
                 "First understand the problem, extract the relevant quantities and devise a plan. Then carry out "
-                "the plan step by step, calculating carefully. Put only the final answer in the answer field."
+                "the plan step by step, calculating carefully. Give only the final answer as the answer."
             ),
         ),
         OperatorSpec(
@@ -219,7 +228,7 @@ OPERATORS: dict[str, OperatorSpec] = {
             calls=lambda p, k: p.max_iters + 1,  # type: ignore[attr-defined]
             default_instruction=(
                 "Solve the question. Use the tools for any arithmetic. Finish when you know the final answer; put "
-                "only the final answer in the answer field."
+                "only the final answer as the answer."
             ),
             knobs={
                 "tools": ("cat", (("calculator",), ("python",), ("calculator", "python"))),
@@ -272,7 +281,7 @@ OPERATORS: dict[str, OperatorSpec] = {
             min_inputs=2,
             default_instruction=(
                 "Several solutions to the question are given; some may be wrong. Check them, decide "
-                "which reasoning is right, and put only the final answer in the answer field."
+                "which reasoning is right, and give only the final answer as the answer."
             ),
         ),
         OperatorSpec(
@@ -283,7 +292,7 @@ OPERATORS: dict[str, OperatorSpec] = {
             min_inputs=2,
             default_instruction=(
                 "Several candidate solutions are given; some may be wrong. Combine their correct parts into a "
-                "single, better solution and put only its final answer in the answer field."
+                "single, better solution and give only its final answer as the answer."
             ),
         ),
         OperatorSpec(

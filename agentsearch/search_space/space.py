@@ -33,12 +33,12 @@ LEVELS = ("prompt", "module", "agent")
 #: Hand-written instructions; index 0 means "the operator's default instruction".
 DEFAULT_INSTRUCTIONS: tuple[str, ...] = (
     "",
-    "Read the question carefully and solve it. Put only the final answer in the answer field.",
+    "Read the question carefully and solve it. State only the final answer as the answer.",
     "Work through the problem step by step, check each calculation, then put only the final answer "
-    "(a number or short phrase) in the answer field.",
+    "(a number or short phrase) as the answer.",
     "You are an expert problem solver. Identify what is asked, break the problem into small parts, "
-    "solve each part, verify the result, and give only the final answer in the answer field.",
-    "Solve the problem concisely with only the essential steps. The answer field holds just the final answer.",
+    "solve each part, verify the result, and give only the final answer as the answer.",
+    "Solve the problem concisely with only the essential steps. The answer is just the final answer.",
 )
 
 #: Reasoning styles appended to the instruction (prompt level).

@@ -53,10 +53,15 @@ def test_endpoint_failure_is_retried_then_recorded_never_raised(fake_server):
 
 
 def test_unusable_model_output_is_a_wrong_answer_not_an_endpoint_failure(fake_server):
-    fake_server.policy = lambda req: "I refuse to follow any format."
-    result = _run(fake_server)
+    fake_server.policy = lambda req: "I refuse to follow any format.\nNo."
+    result = _run(fake_server, graph=AgentGraph.single("cot", format="chat"))  # DSPy's adapter: a parse error
     assert result.n_errors == 20 and result.n_endpoint_errors == 0
     assert all(r.error_kind == "model" and r.attempts == 1 and not r.correct for r in result.records)
+    assert result.n_no_answer == 20 and result.no_answer_rate == 1.0
+
+    result = _run(fake_server)  # the text format reads what it can: here nothing, so no answer
+    assert result.n_errors == 0 and result.n_no_answer == 20 and result.score == 0.0
+    assert result.summary()["no_answer_rate"] == 1.0
 
 
 def test_cache_lives_in_the_run_dir_and_can_be_off(fake_server, tmp_path):

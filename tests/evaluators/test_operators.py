@@ -3,6 +3,10 @@
 spec round trip; an implementation exists; it runs with DSPy's DummyLM and over real HTTP against
 the fake server; it counts its LM calls honestly (meter == requests the server saw <= the spec's
 cost model); it respects its knobs (instruction, temperature, max_tokens, demos, n, rounds).
+
+The format contract: every operator runs in every output format (text, chat, xml, json) against the
+fake server; replies with no markers at all, or in another format than asked, are scored wrong (a
+``no_answer``), never a failed example or trial.
 """
 
 from __future__ import annotations
@@ -10,12 +14,15 @@ from __future__ import annotations
 import pytest
 from dspy.utils.dummies import DummyLM
 
+from agentsearch.evaluators.benchmarks import Example, Score
 from agentsearch.evaluators.compile import compile_graph
+from agentsearch.evaluators.evaluator import Evaluator
 from agentsearch.evaluators.library import IMPLEMENTATIONS
 from agentsearch.evaluators.lm import MeteringMixin, metering
 from agentsearch.search_space.graph import AgentGraph
-from agentsearch.search_space.operators import OPERATORS, LMParams
+from agentsearch.search_space.operators import FORMATS, OPERATORS, LMParams
 from tests.conftest import QUESTIONS, make_lm
+from tests.fake_server import format_chat_adapter, format_text
 
 QUESTION = next(iter(QUESTIONS))
 GOLD = QUESTIONS[QUESTION]
@@ -25,13 +32,17 @@ class MeteredDummyLM(MeteringMixin, DummyLM):
     """DSPy's DummyLM, metered like our real LMs."""
 
 
-def graph_for(op: str, **params) -> AgentGraph:
-    """The smallest valid graph exercising ``op`` (aggregators get two upstream branches)."""
+def graph_for(op: str, fmt: str | None = None, **params) -> AgentGraph:
+    """The smallest valid graph exercising ``op`` (aggregators get two upstream branches); ``fmt``: the
+    output format of every LM node."""
     spec = OPERATORS[op]
+    lm_format = {"format": fmt} if fmt else {}
+    if fmt and issubclass(spec.params, LMParams):
+        params = {**params, **lm_format}
     if spec.kind == "aggregator":
         nodes = [
-            {"id": "b1", "op": "cot"},
-            {"id": "b2", "op": "cot", "params": {"temperature": 0.5}},
+            {"id": "b1", "op": "cot", "params": lm_format},
+            {"id": "b2", "op": "cot", "params": {"temperature": 0.5, **lm_format}},
             {"id": "x", "op": op, "inputs": ["b1", "b2"], "params": params},
         ]
         return AgentGraph.from_dict({"name": op, "output": "x", "nodes": nodes})
@@ -78,12 +89,12 @@ def test_spec_round_trip_and_implementation(op):
 
 @pytest.mark.parametrize("op", ALL_OPS)
 def test_runs_with_dummy_lm(op):
-    lm = MeteredDummyLM({"": DUMMY_FIELDS})
-    program = compile_graph(graph_for(op), lms={"default": lm})
+    lm = MeteredDummyLM({"": DUMMY_FIELDS})  # DummyLM answers in DSPy's chat format
+    g = graph_for(op, fmt="chat")
+    program = compile_graph(g, lms={"default": lm})
     with metering() as meter:
         pred = program(question="What is 2 + 2?")
     assert pred.answer == "4"
-    g = graph_for(op)
     assert 0 < meter.total.calls <= g.expected_calls()
 
 
@@ -188,15 +199,77 @@ def test_unknown_model_alias_is_a_graph_error(fake_server):
         compile_graph(g, lms={"default": make_lm(fake_server)})
 
 
-def test_sampling_operators_survive_unparseable_samples(fake_server):
-    """A small model's garbled sample is skipped; the rest still vote (all garbled: the example fails)."""
+@pytest.mark.parametrize("fmt", ["text", "chat"])
+def test_sampling_operators_survive_unparseable_samples(fake_server, fmt):
+    """A small model's garbled sample is skipped; the rest still vote. All garbled: no answer (text) or the
+    example's parse error (chat), which the evaluator scores as wrong."""
     replies = iter(["garbage"] * 2 + [{"reasoning": "r", "answer": "5"}] * 3)
     fake_server.policy = lambda req: next(replies)
-    program = compile_graph(graph_for("self_consistency", n=5, temperature=0.9), lms={"default": make_lm(fake_server)})
+    g = graph_for("self_consistency", fmt=fmt, n=5, temperature=0.9)
+    program = compile_graph(g, lms={"default": make_lm(fake_server)})
     assert program(question=QUESTION).answer == "5"
 
     from dspy.utils.exceptions import AdapterParseError
 
     fake_server.policy = lambda req: "garbage"
-    with pytest.raises(AdapterParseError):
-        program(question=QUESTION + " again")
+    if fmt == "text":
+        assert program(question=QUESTION + " again").answer == ""
+    else:
+        with pytest.raises(AdapterParseError):
+            program(question=QUESTION + " again")
+
+
+# -- the format contract ------------------------------------------------------------------------------
+
+LM_OPS = [o for o in ALL_OPS if issubclass(OPERATORS[o].params, LMParams)]
+
+
+def _metric(example: Example, prediction: str) -> Score:
+    from agentsearch.evaluators.answers import answers_match, extract_answer
+
+    got = extract_answer(prediction)
+    return Score(bool(got) and answers_match(got, example.answer), 0.0, got)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_every_operator_runs_in_every_format(op, fmt, fake_server):
+    fake_server.policy.p_direct = fake_server.policy.p_reasoning = 1.0
+    g = graph_for(op, fmt=fmt)
+    program = compile_graph(g, lms={"default": make_lm(fake_server)})
+    with metering() as meter:
+        pred = program(question=QUESTION)
+    assert pred.answer == GOLD, f"{op} in {fmt}"
+    assert meter.total.calls == fake_server.n_requests <= g.expected_calls()
+    asked = {b["messages"][0]["content"].count("[[ ## completed ## ]]") > 0 for b in fake_server.requests}
+    if issubclass(OPERATORS[op].params, LMParams) and op != "react":  # ReAct's own prompts are DSPy's
+        assert asked == {fmt == "chat"}, "the node's format decides the prompt"
+
+
+def _no_markers(req):
+    return "I think the question is about apples.\nLet me not say more."
+
+
+def _wrong_format(fmt):
+    """Replies in another format than the one asked for."""
+
+    def policy(req):
+        values = {"reasoning": "Tom has 1 apple.", "answer": "1", "is_correct": "False", "critique": "hmm"}
+        return format_chat_adapter(values, req.output_fields) if fmt == "text" else format_text(values, [])
+
+    return policy
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("op", LM_OPS)
+@pytest.mark.parametrize("reply", ["no_markers", "wrong_format"])
+def test_unusable_replies_are_wrong_answers_not_failures(op, fmt, reply, fake_server):
+    fake_server.policy = _no_markers if reply == "no_markers" else _wrong_format(fmt)
+    program = compile_graph(graph_for(op, fmt=fmt), lms={"default": make_lm(fake_server)})
+    example = Example("q1", QUESTION, GOLD)
+    result = Evaluator(_metric, concurrency=1, retries=0).evaluate(program, [example])
+    record = result.records[0]
+    assert not record.correct
+    assert record.error_kind in (None, "model"), f"{op}/{fmt}: {record.error}"
+    if reply == "no_markers":
+        assert record.no_answer and record.extracted == "", f"{op}/{fmt}: {record.prediction!r}"

@@ -49,7 +49,7 @@ def test_hash_is_stable_and_ignores_names_and_default_spelling():
     c = AgentGraph.single("cot", temperature=0.5)
     assert c.config_hash != a.config_hash
     # pinned: a change in canonical form would silently change every stored candidate's identity
-    assert AgentGraph.single("cot").config_hash == "7c7c64d35cfb5a52"
+    assert AgentGraph.single("cot").config_hash == "5bba32d63d18e30b"  # since the `format` param
 
 
 def test_hash_ignores_node_ids_but_not_wiring():
