@@ -41,7 +41,8 @@ def test_several_inputs_are_labelled_blocks_and_direct_asks_for_the_line_only():
         "Critique: <the errors found, or why the solution is right>\n"
         "Is correct: <is the final answer correct?; yes or no>"
     )
-    assert messages[-1]["content"] == "Question:\nQ?\n\nSolution (a proposed solution with its final answer):\nS\nAnswer: 4"
+    user = messages[-1]["content"]
+    assert user == "Question:\nQ?\n\nSolution (a proposed solution with its final answer):\nS\nAnswer: 4"
 
 
 def test_demos_are_rendered_as_the_same_turns():
