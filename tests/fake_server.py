@@ -23,8 +23,8 @@ Output field names and types are read from the system message written by DSPy's 
 (``Your output fields are:\\n1. `reasoning` (str): ...``). When the system message is the
 JSONAdapter's instead (a ``JSON object`` is requested and there is no ``[[ ## completed ## ]]``
 marker), a policy's dict is returned as a JSON object; for DSPy's XMLAdapter, as ``<field>`` elements.
-agentsearch's text format (``agentsearch.evaluators.formats.TextAdapter``: "Show your reasoning
-first. End your reply with a final line of the form: Answer: <...>") is answered in kind: the
+agentsearch's text format (``agentsearch.evaluators.formats.TextAdapter``: 'Think step by step,
+then end your reply with a final line of the form "Answer: <...>".') is answered in kind: the
 reasoning, then one ``Label: value`` line per output field.
 """
 
@@ -175,8 +175,8 @@ def _is_xml_prompt(system: str) -> bool:
 
 
 _TEXT_STRUCTURE_RE = re.compile(
-    r"(?:End your reply with a final line of the form:|End your reply with these labelled parts[^\n]*:"
-    r"|Reply in this form:)\n((?:[^\n]+: <[^\n]*>\n?)+)\s*$"
+    r"(?:end your reply with these labelled parts[^\n]*:|Reply in this form:)\n((?:[^\n]+: <[^\n]*>\n?)+)\s*$"
+    r'|end your reply with a final line of the form "([^\n]+: <[^\n]*>)"\.\s*$'
 )
 _TEXT_FIELD_RE = re.compile(r"^([^\n:<]+): <([^\n]*)>$", re.MULTILINE)
 _TEXT_SECTION_RE = re.compile(r"^([A-Z][A-Za-z0-9 ]*?)(?: \([^\n]*\))?:[ \t]*$", re.MULTILINE)
@@ -203,10 +203,11 @@ def parse_text_format(system: str) -> list[tuple[str, str]] | None:
     m = _TEXT_STRUCTURE_RE.search(system)
     if m is None:
         return None
+    block = m.group(1) if m.group(1) is not None else m.group(2)
     fields = [
-        (name.strip().lower().replace(" ", "_"), _text_type(hint)) for name, hint in _TEXT_FIELD_RE.findall(m.group(1))
+        (name.strip().lower().replace(" ", "_"), _text_type(hint)) for name, hint in _TEXT_FIELD_RE.findall(block)
     ]
-    if "Show your reasoning first" in system[max(0, m.start() - 40) : m.start()]:
+    if "Think step by step, then" in system[max(0, m.start() - 40) : m.start()]:
         fields.insert(0, ("reasoning", "str"))
     return fields
 

@@ -237,6 +237,12 @@ def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
         assert key in summary, key
     assert summary["n_trials"] == 8 and set(summary["baselines"]) == {"direct", "cot", "cot_sc5", "self_refine"}
     assert summary["best_val"] >= max(v for v in summary["baselines_val"].values())
+    # 8 trials: the 4 baselines in text, then in chat (each baseline in each searched format)
+    assert all(fmts in (["text"], ["chat"]) for fmts in summary["baselines_format"].values())
+    best = summary["test"]["best:0"]
+    assert best["ci_low"] <= best["score"] <= best["ci_high"] and best["n"] == 16
+    assert summary["comparisons"] and all(0 <= c["p_value"] <= 1 and c["verdict"] for c in summary["comparisons"])
+    assert summary["selection"]["k"] == 3 and summary["selection"]["winner"] == summary["best_trial"]
 
     export = tmp_path / "exported"
     cli("export", "--study", "e2e", "--out", str(export), "--run-dir", str(tmp_path))
@@ -330,6 +336,8 @@ def test_resume_after_sigkill(tmp_path, data_file):
             "--parallel",
             "2",
             "--no-tracking",
+            "--formats",
+            "text",
         ]
         victim = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         import optuna

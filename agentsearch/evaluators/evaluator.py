@@ -46,8 +46,9 @@ class ExampleRecord:
     gold: str
     prediction: str = ""
     correct: bool = False
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # billed now
     completion_tokens: int = 0
+    cached_tokens: int = 0  # what the calls answered from the cache cost when they were made
     calls: int = 0
     cached_calls: int = 0
     latency_s: float = 0.0
@@ -61,6 +62,12 @@ class ExampleRecord:
 
     @property
     def tokens(self) -> int:
+        """The design's cost on this example: tokens billed now plus those of its cached calls."""
+        return self.prompt_tokens + self.completion_tokens + self.cached_tokens
+
+    @property
+    def spent_tokens(self) -> int:
+        """Tokens billed now (cache hits bill none)."""
         return self.prompt_tokens + self.completion_tokens
 
 
@@ -111,6 +118,10 @@ class EvalResult:
         return sum(r.tokens for r in self.records)
 
     @property
+    def spent_tokens(self) -> int:
+        return sum(r.spent_tokens for r in self.records)
+
+    @property
     def tokens_per_question(self) -> float:
         return self.tokens / self.n if self.n else 0.0
 
@@ -136,6 +147,7 @@ class EvalResult:
             "latency_per_question_s": self.latency_per_question,
             "calls": self.calls,
             "tokens": self.tokens,
+            "spent_tokens": self.spent_tokens,
             "wall_s": self.wall_s,
             "usage_by_model": self.usage_by_model,
         }
@@ -215,6 +227,7 @@ class Evaluator:
         total = meter.total
         record.calls, record.cached_calls = total.calls, total.cached_calls
         record.prompt_tokens, record.completion_tokens = total.prompt_tokens, total.completion_tokens
+        record.cached_tokens = total.cached_tokens
         record.latency_s = time.perf_counter() - start
         return record
 

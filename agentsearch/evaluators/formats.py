@@ -45,6 +45,12 @@ def make_adapter(fmt: str, answer_kind: str = "text") -> dspy.Adapter:
     raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
+def proposer_adapter() -> dspy.Adapter:
+    """The adapter LLM proposers (instructions, graphs, mutations) write in: the text format, which the
+    small embedded models follow; a stronger proposer reads it as easily."""
+    return TextAdapter(answer_kind="text")
+
+
 # -- the text format ---------------------------------------------------------------------------
 
 REASONING = "reasoning"
@@ -94,9 +100,11 @@ def _hint(name: str, field: Any) -> str:
 class TextAdapter(dspy.Adapter):
     """Natural text in, natural reasoning and labelled lines out; lenient parsing.
 
-    The system message is the node's instruction, then what to write: "Show your reasoning first.
-    End your reply with a final line of the form: ``Answer: <...>``" (one labelled line per output
-    field; ``Reply in this form:`` when the signature has no ``reasoning`` field). Inputs are the
+    The system message is the node's instruction, then what to write: 'Think step by step, then end
+    your reply with a final line of the form "Answer: <...>".' (one labelled line per output field
+    when there are several; ``Reply in this form:`` when the signature has no ``reasoning`` field).
+    The form is written inline: given ``Answer: <...>`` on a line of its own, the 0.5B model starts
+    its reply with it and reasons afterwards (measured in docs/performance.md). Inputs are the
     question text alone, or labelled blocks (``Question:``, ``Context (...):``). Demos are rendered
     as the same user/assistant turns.
 
@@ -128,8 +136,9 @@ class TextAdapter(dspy.Adapter):
         lines = "\n".join(f"{label(n)}: <{_hint(n, f)}>" for n, f in outputs.items())
         if REASONING in signature.output_fields:
             if len(outputs) == 1:
-                return f"Show your reasoning first. End your reply with a final line of the form:\n{lines}"
-            return f"Show your reasoning first. End your reply with these labelled parts, each on a new line:\n{lines}"
+                # inline, not on a line of its own: a small model given that line first writes it first
+                return f'Think step by step, then end your reply with a final line of the form "{lines}".'
+            return f"Think step by step, then end your reply with these labelled parts, each on a new line:\n{lines}"
         return f"Reply in this form:\n{lines}"
 
     def format_system_message(self, signature: type[dspy.Signature]) -> str:

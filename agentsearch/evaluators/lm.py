@@ -4,6 +4,12 @@ Every LM call made while a :class:`Meter` is active (see :func:`metering`) is co
 answered from DSPy's cache, billed prompt/completion tokens (cache hits bill none), latency and
 failures, broken down by model alias. Metering is per context (``contextvars``), so concurrent
 examples in an evaluation each get their own numbers.
+
+A cache hit costs nothing now, but the design it belongs to still costs what the call cost when it
+was made: each call's usage is kept beside its response in DSPy's cache (same store, same lifetime),
+and a hit reports it as ``cached_prompt_tokens``/``cached_completion_tokens``. A design's cost
+(objectives, summaries, comparisons) is :attr:`ModelUsage.design_tokens`; what was spent now is
+:attr:`ModelUsage.tokens`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class ModelUsage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
+    cached_prompt_tokens: int = 0  # what the calls answered from the cache cost when they were made
+    cached_completion_tokens: int = 0
 
     def add(self, other: ModelUsage) -> None:
         self.calls += other.calls
@@ -41,10 +49,22 @@ class ModelUsage:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.latency_s += other.latency_s
+        self.cached_prompt_tokens += other.cached_prompt_tokens
+        self.cached_completion_tokens += other.cached_completion_tokens
 
     @property
     def tokens(self) -> int:
+        """Tokens billed now (cache hits bill none)."""
         return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.cached_prompt_tokens + self.cached_completion_tokens
+
+    @property
+    def design_tokens(self) -> int:
+        """What the calls cost the design, cache hits at the price they were made at."""
+        return self.tokens + self.cached_tokens
 
 
 @dataclass
@@ -115,12 +135,49 @@ class MeteringMixin:
             if entries:
                 usage.prompt_tokens = sum(int(e.get("prompt_tokens") or 0) for e in entries)
                 usage.completion_tokens = sum(int(e.get("completion_tokens") or 0) for e in entries)
+                _remember_usage(self, args, kwargs, usage)
             elif not usage.failed_calls:
                 usage.cached_calls = 1  # DSPy adds no usage for cache hits
+                usage.cached_prompt_tokens, usage.cached_completion_tokens = _recall_usage(self, args, kwargs)
             if parent is not None:
                 for lm_name, es in tracker.usage_data.items():
                     parent.usage_data[lm_name].extend(es)
             meter.record(self.alias, usage)
+
+
+def _usage_key(lm: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The cache request under which a call's usage is kept (None when the call is not cached)."""
+    merged = {**getattr(lm, "kwargs", {}), **kwargs}
+    if not merged.get("cache", getattr(lm, "cache", False)):
+        return None
+    prompt = args[0] if args else merged.pop("prompt", None)
+    messages = args[1] if len(args) > 1 else merged.pop("messages", None)
+    config = {k: v for k, v in merged.items() if not k.startswith("api_") and k not in ("cache", "callbacks")}
+    return {"agentsearch_usage": 1, "model": getattr(lm, "model", ""), "prompt": prompt, "messages": messages,
+            "config": config}
+
+
+def _remember_usage(lm: Any, args: tuple[Any, ...], kwargs: dict[str, Any], usage: ModelUsage) -> None:
+    key = _usage_key(lm, args, kwargs)
+    if key is None:
+        return
+    try:
+        dspy.cache.put(key, {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens})
+    except Exception:  # noqa: BLE001 - bookkeeping must never fail a call (e.g. an unhashable request)
+        return
+
+
+def _recall_usage(lm: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[int, int]:
+    key = _usage_key(lm, args, kwargs)
+    if key is None:
+        return 0, 0
+    try:
+        got = dspy.cache.get(key)
+    except Exception:  # noqa: BLE001
+        return 0, 0
+    if not isinstance(got, dict):
+        return 0, 0
+    return int(got.get("prompt_tokens") or 0), int(got.get("completion_tokens") or 0)
 
 
 class MeteredLM(MeteringMixin, dspy.LM):

@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -32,6 +32,9 @@ from agentsearch.errors import EndpointError, UserError
 from agentsearch.evaluators.lm import DEFAULT_TIMEOUT_S, Endpoint, build_lm, check_endpoint
 
 log = logging.getLogger(__name__)
+
+#: The packaged embedded models (``--local-model-size``); see docs/performance.md for how they compare.
+LOCAL_MODEL_SIZES = ("0.5b", "1.5b")
 
 
 class EndpointSpec(BaseModel):
@@ -59,6 +62,7 @@ class ModelSpec(BaseModel):
     endpoints: tuple[EndpointSpec, ...] = ()
     launcher: str | None = Field(None, pattern=r"^(local|vllm:.+)$")
     local_model: str | None = None
+    local_model_size: Literal["0.5b", "1.5b"] | None = None  # the packaged model to serve (default: 0.5b)
     parallel: int | None = Field(None, ge=1, le=64)
     threads: int | None = Field(None, ge=1, le=256)
     vllm: VllmSpec = VllmSpec()
@@ -94,13 +98,21 @@ class RunConfig(BaseModel):
 
 
 def spec_from_flags(
-    model: str, api_bases: list[str], local_model: str | None = None, parallel: int | None = None
+    model: str,
+    api_bases: list[str],
+    local_model: str | None = None,
+    parallel: int | None = None,
+    local_model_size: str | None = None,
 ) -> ModelSpec:
     """The ``default`` alias from CLI flags: ``--api-base`` (repeatable) or a launcher in ``--model``."""
+    if local_model_size is not None and local_model_size not in LOCAL_MODEL_SIZES:
+        raise UserError(f"--local-model-size {local_model_size!r}: expected one of {', '.join(LOCAL_MODEL_SIZES)}")
+    if local_model_size is not None and local_model is not None:
+        raise UserError("--local-model-size picks a packaged model; --local-model gives your own: use one")
     if model == "local" or model.startswith("vllm:"):
         if api_bases:
             raise UserError(f"--model {model} starts its own server: drop --api-base")
-        return ModelSpec(launcher=model, local_model=local_model, parallel=parallel)
+        return ModelSpec(launcher=model, local_model=local_model, parallel=parallel, local_model_size=local_model_size)
     if not api_bases:
         raise UserError(f"--model {model}: give --api-base URL for it, or use --model local (the embedded CPU model)")
     for url in api_bases:
@@ -186,6 +198,7 @@ class ModelSet:
             server = LocalServer(
                 LocalServerConfig(
                     model_path=Path(spec.local_model) if spec.local_model else None,
+                    model_size=spec.local_model_size,
                     parallel=spec.parallel,
                     threads=spec.threads,
                     log_dir=log_dir,

@@ -52,6 +52,11 @@ class Candidate:
     def is_baseline(self) -> bool:
         return self.origin.startswith("baseline:")
 
+    @property
+    def is_yardstick(self) -> bool:
+        """A baseline in its primary format (``baseline:cot``, not ``baseline:cot@chat``): never pruned."""
+        return self.is_baseline and "@" not in self.origin
+
 
 @dataclass
 class TrialResult:
@@ -62,6 +67,7 @@ class TrialResult:
     reason: str | None = None
     step: int | None = None  # examples evaluated (the last minibatch size), for pruned trials
     examples: list[dict[str, Any]] = field(default_factory=list)  # a sample of failed/passed examples
+    outcomes: str = ""  # "1"/"0" per validation example evaluated, in validation order (paired statistics)
 
     def values(self, objectives: tuple[str, ...]) -> list[float]:
         """Objective values from metrics: accuracy -> val_score, tokens -> tokens_per_question, ..."""
@@ -85,6 +91,11 @@ class FinishedTrial:
     origin: str
     reason: str | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: str = ""  # "1"/"0" per validation example evaluated, in validation order
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.origin.startswith("baseline:")
 
 
 class Optimizer(ABC):

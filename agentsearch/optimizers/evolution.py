@@ -437,7 +437,9 @@ def rewrite_instruction(
     text: str | None = None
     if lm is not None:
         try:
-            with dspy.context(lm=lm):
+            from agentsearch.evaluators.formats import proposer_adapter
+
+            with dspy.context(lm=lm, adapter=proposer_adapter()):
                 pred = dspy.Predict(RewriteInstruction)(
                     task=task or graph.description or "answer the questions of a benchmark",
                     step=f"{node.op}: {node.spec.summary}",

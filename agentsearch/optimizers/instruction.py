@@ -21,6 +21,7 @@ from agentsearch.evaluators.lm import Meter, metering
 from agentsearch.optimizers.base import Candidate, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer
 from agentsearch.optimizers.proposal import charge_proposer
+from agentsearch.search_space.operators import DEFAULT_FORMAT
 from agentsearch.search_space.space import PromptPool, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -57,20 +58,25 @@ def bootstrap_demo_sets(
     sets: int = 2,
     k: int = 3,
     max_tries: int = 16,
+    answer_kind: str = "text",
 ) -> list[list[dict[str, str]]]:
-    """Demo sets of ``k`` correct chain-of-thought traces each, from the train split."""
+    """Demo sets of ``k`` correct chain-of-thought traces each, from the train split (in the default format)."""
     from agentsearch.evaluators.operators import Solve
 
     solver = dspy.ChainOfThought(
         Solve.with_instructions("Solve the question step by step. Give only the final answer as the answer.")
     )
     solver.set_lm(lm)
+    from agentsearch.evaluators.formats import make_adapter
+
+    adapter = make_adapter(DEFAULT_FORMAT, answer_kind)
     good: list[dict[str, str]] = []
     for ex in list(train)[:max_tries]:
         if len(good) >= sets * k:
             break
         try:
-            pred = solver(question=ex.question)
+            with dspy.context(adapter=adapter):
+                pred = solver(question=ex.question)
         except AdapterParseError:
             continue
         if metric(ex, str(pred.answer)):
@@ -178,7 +184,10 @@ class InstructionProposer(OptunaOptimizer):
             "successes": _examples(best.examples, True, 2),
             "earlier_proposals": history,
         }
-        out = propose(**inputs, config={"temperature": 0.7, "rollout_id": len(done)})
+        from agentsearch.evaluators.formats import proposer_adapter
+
+        with dspy.context(adapter=proposer_adapter()):
+            out = propose(**inputs, config={"temperature": 0.7, "rollout_id": len(done)})
         text = " ".join(str(out.new_instruction or "").split())[:2000]
         if len(text) < 10:
             return

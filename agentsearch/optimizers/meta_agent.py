@@ -129,14 +129,17 @@ class MetaAgentOptimizer(ProposalOptimizer):
             if attempts:
                 attempts[-1]["rejected"] = feedback
             try:
-                out = design(
-                    task=self.task,
-                    catalogue=catalogue(self.space),
-                    archive=shown,
-                    budget=budget,
-                    feedback=feedback or "(none)",
-                    config={"temperature": 0.8, "rollout_id": len(archive) * 10 + attempt},
-                )
+                from agentsearch.evaluators.formats import proposer_adapter
+
+                with dspy.context(adapter=proposer_adapter()):
+                    out = design(
+                        task=self.task,
+                        catalogue=catalogue(self.space),
+                        archive=shown,
+                        budget=budget,
+                        feedback=feedback or "(none)",
+                        config={"temperature": 0.8, "rollout_id": len(archive) * 10 + attempt},
+                    )
             except AdapterParseError as exc:
                 feedback = f"your reply could not be read: {str(exc).splitlines()[0][:200]}"
                 continue

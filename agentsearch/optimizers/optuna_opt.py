@@ -237,7 +237,7 @@ class OptunaOptimizer(Optimizer):
             return False
         trial: optuna.Trial = candidate.handle
         trial.report(value, step)
-        return (not candidate.is_baseline) and trial.should_prune()
+        return (not candidate.is_yardstick) and trial.should_prune()
 
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
         trial: optuna.Trial = candidate.handle
@@ -246,6 +246,8 @@ class OptunaOptimizer(Optimizer):
         trial.set_user_attr("metrics", {k: float(v) for k, v in result.metrics.items()})
         if result.examples:
             trial.set_user_attr("examples", result.examples)
+        if result.outcomes:
+            trial.set_user_attr("outcomes", result.outcomes)
         if result.reason:
             trial.set_user_attr("reason", result.reason[:2000])
         if result.state == "COMPLETE":
@@ -295,11 +297,22 @@ def finished_trial(t: optuna.trial.FrozenTrial) -> FinishedTrial:
         origin=t.user_attrs.get("origin", ""),
         reason=t.user_attrs.get("reason"),
         examples=list(t.user_attrs.get("examples", [])),
+        outcomes=str(t.user_attrs.get("outcomes", "")),
     )
 
 
+#: Study user attribute: the trial a finished study selected (top-k re-evaluated on the full validation
+#: split, see :mod:`agentsearch.runs.selection`); it is the best trial from then on.
+SELECTED_ATTR = "agentsearch.selected"
+
+
 def study_best(study: optuna.Study) -> list[FinishedTrial]:
-    """The best trial (one objective) or the Pareto set (several), best first."""
+    """The best trial (one objective: the selected one once a study finished) or the Pareto set, best first."""
+    selected = study.user_attrs.get(SELECTED_ATTR)
+    if selected is not None and len(study.directions) == 1:
+        for t in study.get_trials(deepcopy=False, states=tuple(_STATE)):
+            if t.number == selected:
+                return [finished_trial(t)]
     try:
         best = study.best_trials if len(study.directions) > 1 else [study.best_trial]
     except ValueError:

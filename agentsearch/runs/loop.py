@@ -61,15 +61,17 @@ class LoopStats:
     pruned: int = 0
     failed: int = 0
     duplicates: int = 0
-    calls: int = 0
+    calls: int = 0  # LM calls spent in this session (cache hits are free)
     tokens: int = 0
+    design_calls: int = 0  # what the finished trials cost (cache hits, preparation and proposers included)
     wall_s: float = 0.0
     stopped_reason: str | None = None
     by_model: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add_usage(self, records: Sequence[ExampleRecord]) -> None:
-        self.calls += sum(r.calls for r in records)
-        self.tokens += sum(r.tokens for r in records)
+        """What this session spent (cache hits are free)."""
+        self.calls += sum(r.calls - r.cached_calls for r in records)
+        self.tokens += sum(r.spent_tokens for r in records)
 
 
 class SearchLoop:
@@ -90,6 +92,7 @@ class SearchLoop:
         observer: LoopObserver | None = None,
         max_calls_per_question: int | None = None,
         prepare: Callable[[Candidate], AgentGraph] | None = None,
+        max_calls: int | None = None,
     ):
         if n_trials <= 0:
             raise ValueError("n_trials must be > 0")
@@ -104,6 +107,9 @@ class SearchLoop:
         self.max_consecutive_failures = max_consecutive_failures
         self.observer = observer
         self.max_calls_per_question = max_calls_per_question
+        self.max_calls = max_calls
+        # a resumed study has spent its earlier trials' calls already
+        self._calls_before = int(sum(t.metrics.get("calls", 0.0) for t in optimizer.trials()))
         self.prepare = prepare
         self.stats = LoopStats()
         self._cancel = threading.Event()
@@ -138,6 +144,7 @@ class SearchLoop:
             return TrialResult("COMPLETE", dict(known), reason="duplicate config: result reused"), []
         result, records = self._evaluate(candidate, graph)
         result.examples = example_sample(records)
+        result.outcomes = "".join("1" if r.correct else "0" for r in records)
         if prep:
             result.metrics.update(prep)
             result.metrics["calls"] = result.metrics.get("calls", 0.0) + prep["prepare_calls"]
@@ -190,8 +197,9 @@ class SearchLoop:
         in_flight: dict[Future, Candidate] = {}
         pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="agentsearch-trial")
         try:
-            while remaining > 0 or in_flight:
-                while remaining - len(in_flight) > 0 and len(in_flight) < self.parallel:
+            while (remaining > 0 and not self.budget_spent()) or in_flight:
+                # a spent call budget: finish what runs, ask nothing new
+                while remaining - len(in_flight) > 0 and len(in_flight) < self.parallel and not self.budget_spent():
                     candidate = self.optimizer.ask()
                     in_flight[pool.submit(self._guarded, candidate)] = candidate
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
@@ -213,6 +221,11 @@ class SearchLoop:
                     self._cancel.set()
                     self._drain(in_flight)
                     raise StudyStopped(self.stats.stopped_reason)
+            if remaining > 0 and self.budget_spent():
+                self.stats.stopped_reason = (
+                    f"call budget reached: {self._calls_before + self.stats.design_calls:,} of "
+                    f"{self.max_calls:,} LLM calls (--max-calls)"
+                )
         except KeyboardInterrupt:
             self._cancel.set()
             self.stats.stopped_reason = "interrupted"
@@ -222,6 +235,10 @@ class SearchLoop:
             pool.shutdown(wait=True, cancel_futures=True)
             self.stats.wall_s += time.perf_counter() - start
         return self.stats
+
+    def budget_spent(self) -> bool:
+        """True once the study's trials have cost ``max_calls`` LLM calls (None: no budget)."""
+        return self.max_calls is not None and self._calls_before + self.stats.design_calls >= self.max_calls
 
     def _drain(self, in_flight: dict[Future, Candidate]) -> None:
         """Cancel running evaluations; record them as FAIL (interrupted) and queue them again."""
@@ -245,8 +262,9 @@ class SearchLoop:
             enqueue(candidate.graph, origin=f"{base}:retry", params=candidate.params)
 
     def _finish(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
-        self.optimizer.tell(candidate, result)
+        self.optimizer.tell(candidate, result)  # may charge proposer calls to the result's metrics
         self.stats.add_usage(records)
+        self.stats.design_calls += int(result.metrics.get("calls", 0.0)) if result.metrics else 0
         if result.state == "COMPLETE":
             self.stats.complete += 1
             self.stats.finished += 1

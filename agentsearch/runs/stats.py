@@ -87,6 +87,10 @@ class Comparison:
         return self.p_value < ALPHA
 
     @property
+    def p_value_text(self) -> str:
+        return format_p(self.p_value)
+
+    @property
     def winner(self) -> str | None:
         """``a``'s or ``b``'s name when the difference is significant, else None."""
         if not self.significant or self.diff == 0:
@@ -115,7 +119,7 @@ class Comparison:
 def format_p(p: float) -> str:
     if p < 0.001:
         return "p < 0.001"
-    return f"p = {p:.2f}" if p >= 0.01 else f"p = {p:.3f}"
+    return f"p = {p:.2f}" if p >= 0.1 else f"p = {p:.3f}"
 
 
 def mcnemar_exact(a_only: int, b_only: int) -> float:

@@ -23,8 +23,9 @@ from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
 from agentsearch.optimizers.base import Candidate, FinishedTrial, Optimizer, TrialResult, parse_objectives
 from agentsearch.optimizers.optuna_opt import open_storage
 from agentsearch.runs.loop import LoopStats, SearchLoop
-from agentsearch.search_space.baselines import baseline_graphs
+from agentsearch.search_space.baselines import baseline_graphs, baseline_variants
 from agentsearch.search_space.graph import AgentGraph
+from agentsearch.search_space.operators import FORMATS
 from agentsearch.search_space.space import SearchSpace
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class StudyConfig:
     optimizer: str | None = None  # None: the Optuna --sampler; else proposer | meta-agent | evolution | staged
     proposer_model: str = "default"  # alias of the LM that proposes (instructions, graphs, mutations)
     prompt_optimizer: str | None = None  # bootstrap | mipro | gepa: DSPy prompt optimization per candidate
+    formats: tuple[str, ...] = FORMATS  # output formats searched; baselines are evaluated in each
+    top_k: int = 3  # candidates re-evaluated on the full validation split before the test
+    max_calls: int | None = None  # stop asking for trials once they cost this many LLM calls (proposers included)
 
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the stored one."""
@@ -78,6 +82,7 @@ class StudyConfig:
             "objectives": list(self.objectives),
             "aliases": list(self.aliases),
             "max_calls_per_question": self.max_calls_per_question,
+            "formats": list(self.formats),
         }
 
     def public(self) -> dict[str, Any]:
@@ -85,6 +90,7 @@ class StudyConfig:
         d["run_dir"] = str(self.run_dir)
         d["objectives"] = list(self.objectives)
         d["aliases"] = list(self.aliases)
+        d["formats"] = list(self.formats)
         return d
 
 
@@ -121,7 +127,10 @@ def project_budget(space: SearchSpace, cfg: StudyConfig, n_val: int, n_test: int
     per_q = sum(calls) / max(1, len(calls))
     base = list(baseline_graphs().values()) if cfg.baselines else []
     search_calls = per_q * n_val * remaining
-    test_calls = (sum(g.expected_calls() for g in base) + per_q * max(1, len(cfg.objectives))) * n_test
+    if cfg.max_calls is not None:
+        search_calls = min(search_calls, cfg.max_calls)
+    # the test: each baseline once (its best format), the best agent(s), CoT-SC at the best's cost
+    test_calls = (sum(g.expected_calls() for g in base) + per_q * (max(1, len(cfg.objectives)) + 1)) * n_test
     name = cfg.optimizer or cfg.sampler
     proposer = PROPOSER_CALLS_PER_TRIAL.get(name, 0.0) * remaining + PROPOSER_CALLS_PER_STUDY.get(name, 0)
     proposer += PROMPT_OPTIMIZER_CALLS.get(cfg.prompt_optimizer or "", 0) * remaining
@@ -190,15 +199,25 @@ def evaluate_on_test(
     cache: dict[str, dict[str, Any]],
     on_done: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Score each graph once on the test split (results cached by config hash)."""
+    """Score each graph once on the test split (results cached by config hash): accuracy with its 95%
+    bootstrap CI, tokens/question, the no-answer rate and the per-question outcomes (paired tests)."""
+    from agentsearch.runs.stats import accuracy_ci
+
     out: dict[str, dict[str, Any]] = {}
     for label, graph in graphs.items():
         key = graph.config_hash
-        if key not in cache:
+        if key not in cache or "outcomes" not in cache[key]:
             program = compile_graph(graph, lms=lms, answer_kind=bench.answer_kind)
             result = Evaluator(bench.score, concurrency=concurrency).evaluate(program, test)
             s = result.summary()
-            cache[key] = {k: s[k] for k in ("score", "n", "n_errors", "tokens_per_question", "calls_per_question")}
+            entry = {k: s[k] for k in ("score", "n", "n_errors", "tokens_per_question", "calls_per_question")}
+            entry["no_answer_rate"] = s["no_answer_rate"]
+            ci = accuracy_ci([r.correct for r in result.records])
+            entry["ci_low"], entry["ci_high"] = ci.ci_low, ci.ci_high
+            entry["outcomes"] = "".join(
+                "x" if r.error_kind in ("endpoint", "internal") else "1" if r.correct else "0" for r in result.records
+            )
+            cache[key] = entry
             if on_done is not None:
                 on_done(label, cache[key])
         out[label] = cache[key]
@@ -236,8 +255,15 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
 
         raise UserError("--val-size/--test-size: the validation and test splits must both be non-empty")
     space = SearchSpace.from_levels(
-        cfg.levels, models=tuple(cfg.aliases), max_calls_per_question=cfg.max_calls_per_question
+        cfg.levels,
+        models=tuple(cfg.aliases),
+        max_calls_per_question=cfg.max_calls_per_question,
+        formats=tuple(cfg.formats),
     )
+    if cfg.top_k < 1:
+        from agentsearch.errors import UserError
+
+        raise UserError(f"--top-k {cfg.top_k}: must be at least 1")
     storage = open_storage(cfg.storage, cfg.run_dir)
     if cfg.proposer_model not in cfg.aliases:
         from agentsearch.errors import UserError
@@ -271,7 +297,7 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         max_resource=len(val),
         # the enqueued baselines are TPE's startup trials; without them, a few random ones
         startup_trials=4 if cfg.baselines else max(4, min(8, cfg.trials // 4)),
-        baselines=baseline_graphs() if cfg.baselines else None,
+        baselines=baseline_variants(space.formats, space.primary_format) if cfg.baselines else None,
         study_config=cfg.identity(),
     )
     return PreparedStudy(cfg, bench, val, test, splits["train"], space, optimizer)
@@ -293,6 +319,13 @@ def run_study(
     if optimizer.resumed:
         announce(f"resuming study '{cfg.study}': {optimizer.n_finished()} trials finished, {remaining} to go")
     announce(project_budget(space, cfg, len(val), len(test), remaining).describe())
+    if cfg.baselines and not optimizer.resumed:
+        n_base = len(baseline_graphs()) * len(space.formats)
+        announce(
+            f"the first {min(n_base, cfg.trials)} trials are the {len(baseline_graphs())} baselines in each of "
+            f"{len(space.formats)} formats ({', '.join(space.formats)}); {max(0, cfg.trials - n_base)} of "
+            f"--trials {cfg.trials} are left for the search"
+        )
 
     tracker, parent = None, None
     if cfg.tracking:
@@ -315,7 +348,9 @@ def run_study(
     if hasattr(optimizer, "demo_bootstrap") and prepared.train:
         from agentsearch.optimizers.instruction import bootstrap_demo_sets
 
-        optimizer.demo_bootstrap = lambda: bootstrap_demo_sets(lms["default"], prepared.train, bench.metric)
+        optimizer.demo_bootstrap = lambda: bootstrap_demo_sets(
+            lms["default"], prepared.train, bench.metric, answer_kind=bench.answer_kind
+        )
 
     def prepare(candidate: Candidate) -> AgentGraph:
         graph = candidate.graph
@@ -346,6 +381,7 @@ def run_study(
         min_batch=cfg.min_batch,
         max_calls_per_question=cfg.max_calls_per_question,
         prepare=prepare,
+        max_calls=cfg.max_calls,
         observer=_Observers([observer, _MlflowObserver(tracker, parent) if tracker else None]),
     )
     status = "FINISHED"
@@ -361,13 +397,17 @@ def run_study(
         if tracker is not None and status != "FINISHED":
             tracker.finish_study(parent, status=status)
 
-    summary = finalize_study(optimizer, cfg, bench, test, lms, stats, announce=announce)
+    if stats.stopped_reason:
+        announce(f"search stopped: {stats.stopped_reason}")
+    summary = finalize_study(optimizer, cfg, bench, val, test, lms, stats, announce=announce)
     if tracker is not None:
         summary["tracking_uri"] = tracker.tracking_uri
         for name in ("best.yaml", "summary.json", "program.json"):
             path = Path(summary["export_dir"]) / name
             if path.exists():
                 tracker.log_artifact_file(parent, path, artifact_path="export")
+        if summary.get("verdict"):
+            tracker.set_tags(parent, {"agentsearch.verdict": summary["verdict"]})
         tracker.finish_study(parent, status="FINISHED", summary=_numeric_summary(summary))
     return summary
 
@@ -376,53 +416,105 @@ def finalize_study(
     optimizer: Optimizer,
     cfg: StudyConfig,
     bench: Benchmark,
+    val: list,
     test: list,
     lms: Mapping[str, dspy.BaseLM],
     stats: LoopStats,
     announce: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
-    """Held-out test (once per config), export, and the summary."""
-    best = optimizer.best()
+    """Select the best agent (top-k on the full validation split), test it, the best format of each
+    baseline and CoT-SC at its cost once on the held-out split, compare them, export; the summary."""
+    from agentsearch.runs.report import (
+        best_baseline_variants,
+        compare_with_baselines,
+        matched_cot_sc,
+    )
+    from agentsearch.runs.selection import select_best
+
+    trials = optimizer.trials()
+    study = getattr(optimizer, "study", None)
+    attrs: dict[str, Any] = dict(study.user_attrs) if study is not None else {}
+    selection = None
+    if len(cfg.objectives) == 1:
+        store = dict(attrs.get("agentsearch.selection", {}))
+
+        def complete(trial: FinishedTrial, examples: list) -> list[ExampleRecord]:
+            assert trial.graph is not None
+            program = compile_graph(trial.graph, lms=lms, answer_kind=bench.answer_kind)
+            return Evaluator(bench.score, concurrency=cfg.concurrency).evaluate(program, examples).records
+
+        selection = select_best(trials, val, complete, k=cfg.top_k, store=store, announce=announce)
+        best = [selection.winner.trial] if selection is not None else []
+        if study is not None and selection is not None:
+            from agentsearch.optimizers.optuna_opt import SELECTED_ATTR
+
+            study.set_user_attr("agentsearch.selection", store)
+            study.set_user_attr(SELECTED_ATTR, selection.winner.trial.number)
+    else:
+        best = optimizer.best()
     if not best:
         from agentsearch.errors import UserError
 
         raise UserError(f"study '{cfg.study}': no trial completed, nothing to test or export")
-    attrs = getattr(optimizer, "study", None)
-    cache: dict[str, dict[str, Any]] = dict(attrs.user_attrs.get("test_results", {})) if attrs else {}
+    if selection is not None:
+        for c in selection.contenders:
+            announce(
+                f"selection: trial {c.trial.number:>3} {c.val_score:.3f} on {c.n} val questions "
+                f"({c.tokens_per_question:.0f} tokens/q)  {c.trial.origin}"
+            )
+        if selection.warning:
+            announce(f"warning: {selection.warning}")
+
+    cache: dict[str, dict[str, Any]] = dict(attrs.get("test_results", {}))
     graphs: dict[str, AgentGraph] = {}
-    if cfg.baselines:
-        graphs.update({f"baseline:{n}": g for n, g in baseline_graphs().items()})
+    chosen = best_baseline_variants(trials) if cfg.baselines else {}
+    for name, trial in chosen.items():
+        assert trial.graph is not None
+        graphs[f"baseline:{name}"] = trial.graph
     for i, trial in enumerate(best):
         assert trial.graph is not None
         graphs[f"best:{i}"] = trial.graph
     announce(f"held-out test: {len(test)} examples for {len(graphs)} agents (once each)")
     results = evaluate_on_test(graphs, lms, bench, test, cfg.concurrency, cache)
-    if attrs is not None:
-        attrs.set_user_attr("test_results", cache)
+    sc = matched_cot_sc(results, graphs, chosen) if cfg.baselines else None
+    if sc is not None and sc[0] not in results:
+        label, graph = sc
+        announce(f"held-out test: {graph.name} (CoT-SC at the best agent's tokens/question)")
+        results.update(evaluate_on_test({label: graph}, lms, bench, test, cfg.concurrency, cache))
+        graphs[label] = graph
+    if study is not None:
+        study.set_user_attr("test_results", cache)
+    comparisons = compare_with_baselines(results, graphs, test, best_trial=best[0]) if cfg.baselines else []
+    for c in comparisons:
+        announce(c["verdict"])
+
     from agentsearch.runs.export import export_study
 
     export_dir = cfg.run_dir / cfg.study / "export"
     baselines_test = {k.split(":", 1)[1]: v["score"] for k, v in results.items() if k.startswith("baseline:")}
     config = {**cfg.identity(), "study": cfg.study, "objectives": list(cfg.objectives), "run_dir": str(cfg.run_dir)}
     export_study(export_dir, best, config, cache, baselines_test)
-    trials = optimizer.trials()
     top = best[0]
-    baseline_val = {
-        t.origin.split(":")[1]: t.metrics.get("val_score")
-        for t in trials
-        if t.origin.startswith("baseline:") and t.state == "COMPLETE"
-    }
+    public = {label: _public_test(entry) for label, entry in results.items()}
+    best_val = selection.winner.val_score if selection is not None else top.metrics.get("val_score")
     return {
         "study": cfg.study,
         "benchmark": bench.name,
-        "best_val": top.metrics.get("val_score"),
+        "best_val": best_val,
         "best_test": results["best:0"]["score"],
+        "best_test_ci_low": results["best:0"].get("ci_low"),
+        "best_test_ci_high": results["best:0"].get("ci_high"),
+        "p_values": {c["vs"]: c["p_value"] for c in comparisons},
         "best_trial": top.number,
         "best_origin": top.origin,
         "best_summary": top.graph.summary() if top.graph else None,
-        "best_tokens_per_question": top.metrics.get("tokens_per_question"),
+        "best_tokens_per_question": results["best:0"].get("tokens_per_question"),
         "baselines": baselines_test,
-        "baselines_val": baseline_val,
+        "baselines_val": {name: t.metrics.get("val_score") for name, t in chosen.items()},
+        "baselines_format": {name: sorted(t.graph.formats()) for name, t in chosen.items() if t.graph is not None},
+        "verdict": " ".join(c["verdict"] + "." for c in comparisons) if comparisons else None,
+        "comparisons": comparisons,
+        "selection": selection.to_dict() if selection is not None else None,
         "pareto": [
             {"trial": t.number, "values": t.values, "test": results[f"best:{i}"]["score"]} for i, t in enumerate(best)
         ]
@@ -435,13 +527,19 @@ def finalize_study(
         "calls": int(sum(t.metrics.get("calls", 0) for t in trials)),
         "tokens": int(sum(t.metrics.get("tokens", 0) for t in trials)),
         "session_calls": stats.calls,
+        "stopped_reason": stats.stopped_reason,
         "wall_s": stats.wall_s,
         "export_dir": str(export_dir),
-        "test": results,
+        "test": public,
         "seed": cfg.seed,
         "val_size": cfg.val_size,
         "test_size": cfg.test_size,
     }
+
+
+def _public_test(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A test result as reports show it (the per-question outcomes stay in the study)."""
+    return {k: v for k, v in entry.items() if k != "outcomes"}
 
 
 def _numeric_summary(summary: Mapping[str, Any]) -> dict[str, Any]:

@@ -39,7 +39,8 @@ _SECRET_KEY = re.compile(
 _BAD_KEY_CHARS = re.compile(r"[^\w\-./ ]")
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
 _PREDICTION_COLUMNS = (
-    "id", "question", "gold", "prediction", "correct", "calls", "tokens", "latency_s", "error",
+    "id", "question", "gold", "prediction", "extracted", "correct", "no_answer", "reasoning", "calls", "tokens",
+    "latency_s", "error",
 )
 
 # pyplot is process-global and not thread-safe: render one graph at a time.
@@ -120,10 +121,14 @@ def _predictions_table(records: list[dict]) -> dict[str, list]:
 
     cols: dict[str, list] = {c: [] for c in _PREDICTION_COLUMNS}
     for r in records:
-        tokens = r.get("tokens", (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0))
-        for c in ("id", "question", "gold", "prediction", "error"):
+        tokens = r.get(
+            "tokens",
+            (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0) + (r.get("cached_tokens") or 0),
+        )
+        for c in ("id", "question", "gold", "prediction", "extracted", "reasoning", "error"):
             cols[c].append(text(r.get(c)))
         cols["correct"].append(bool(r.get("correct", False)))
+        cols["no_answer"].append(bool(r.get("no_answer", False)))
         cols["calls"].append(int(r.get("calls") or 0))
         cols["tokens"].append(int(tokens or 0))
         cols["latency_s"].append(float(r.get("latency_s") or 0.0))
@@ -235,6 +240,12 @@ class MlflowTracker:
         space_json = json.dumps(redact(space), indent=2, default=str)
         self.log_artifact_text(run_id, space_json, "search_space.json")
         return run_id
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a run (long values truncated)."""
+        with self._lock:
+            for key, value in tags.items():
+                self.client.set_tag(run_id, key, _truncate(str(value), MAX_TAG_LEN))
 
     def log_best(self, parent_run_id: str, value: float, step: int, key: str = "best_val_score") -> None:
         self.log_metrics(parent_run_id, {key: value}, step=step)

@@ -214,6 +214,24 @@ class AgentGraph(BaseModel):
         gens = nx.topological_generations(self.to_networkx())
         return [sorted(n for n in gen if n != ENTRY) for gen in gens if any(n != ENTRY for n in gen)]
 
+    def with_format(self, fmt: str) -> AgentGraph:
+        """The same agent with every LM node in output format ``fmt`` (text, chat, xml, json)."""
+        from agentsearch.search_space.operators import FORMATS
+
+        if fmt not in FORMATS:
+            raise GraphError(f"graph '{self.name}': unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        nodes = tuple(
+            node.model_copy(update={"params": node.params.model_copy(update={"format": fmt})})
+            if "format" in type(node.params).model_fields
+            else node
+            for node in self.nodes
+        )
+        return self.model_copy(update={"nodes": nodes})
+
+    def formats(self) -> set[str]:
+        """Output formats the graph's LM nodes use."""
+        return {node.params.format for node in self.nodes if hasattr(node.params, "format")}
+
     def expected_calls(self) -> int:
         """LM calls per question (upper bound from the operators' cost models)."""
         return sum(node.expected_calls() for node in self.nodes)

@@ -138,7 +138,7 @@ class OperatorSpec:
         return self.params.model_validate(raw or {})
 
 
-_SOLVE = "Solve the question. Give the final answer alone (a number or a short phrase, no units or explanation)."
+_SOLVE = "Solve the question."
 
 OPERATORS: dict[str, OperatorSpec] = {
     spec.name: spec

@@ -2,7 +2,8 @@
 
 Three levels, each switchable (``--levels prompt,module,agent``):
 
-- ``prompt``: the instruction of each LM node, chosen from a pool, plus a reasoning style;
+- ``prompt``: the instruction of each LM node, chosen from a pool, plus a reasoning style, and its
+  output format (``text``, ``chat``, ``xml``, ``json``: how it asks for and reads its outputs);
 - ``module``: the operator at each slot and its knobs (temperature, and what the operator's spec
   declares searchable: n, rounds, agents, beam width, tools, ...), and with several model aliases,
   the model each node runs on;
@@ -11,9 +12,11 @@ Three levels, each switchable (``--levels prompt,module,agent``):
   are several branches (vote, fuse, rank, judge, aggregate); an optional final stage that refines
   or verifies (self_refine, reflexion).
 
-A level that is off is held at a fixed default (one ``cot`` node, the operator's own instruction).
+A level that is off is held at a fixed default (one ``cot`` node, the operator's own instruction,
+the first of ``formats``).
 Parameter names are hierarchical (``agent.width``, ``agent.b2.depth``, ``node.b1s1.op``,
-``node.b1s1.temperature``, ``node.b1s1.self_consistency.n``, ``prompt.b1s1.instruction``). The space itself is data:
+``node.b1s1.temperature``, ``node.b1s1.self_consistency.n``, ``prompt.b1s1.instruction``,
+``prompt.agg.format``). The space itself is data:
 :meth:`SearchSpace.describe` lists every parameter with its domain and condition.
 """
 
@@ -26,7 +29,7 @@ from typing import Any, Protocol
 
 from agentsearch.errors import UserError
 from agentsearch.search_space.graph import ENTRY, AgentGraph
-from agentsearch.search_space.operators import OPERATORS
+from agentsearch.search_space.operators import DEFAULT_FORMAT, FORMATS, OPERATORS, LMParams
 
 LEVELS = ("prompt", "module", "agent")
 
@@ -109,6 +112,7 @@ class SearchSpace:
     temperature: tuple[float, float] = (0.0, 1.0)
     temperature_step: float = 0.1
     models: tuple[str, ...] = ("default",)
+    formats: tuple[str, ...] = FORMATS  # output formats searched (the prompt level); the first when it is off
     fixed_op: str = "cot"
     max_calls_per_question: int | None = 24
     proposal_slots: int = 0  # instruction choices reserved for proposed instructions (see PromptPool)
@@ -128,6 +132,13 @@ class SearchSpace:
                 raise UserError(f"search space: unknown operator {op!r}")
         if not self.models:
             raise UserError("search space: at least one model alias")
+        bad_formats = [f for f in self.formats if f not in FORMATS]
+        if bad_formats or not self.formats or len(set(self.formats)) != len(self.formats):
+            raise UserError(
+                f"--formats: unknown format {bad_formats[0]!r} (choose from {', '.join(FORMATS)})"
+                if bad_formats
+                else f"--formats: give each format once, at least one of {', '.join(FORMATS)}"
+            )
         if self.max_calls_per_question is not None and self.max_calls_per_question < 1:
             raise UserError("--max-calls-per-question: must be >= 1")
 
@@ -156,14 +167,14 @@ class SearchSpace:
         if width > 1:
             agg = trial.suggest_categorical("agent.aggregator", list(self.aggregators))
             agg_node: dict[str, Any] = {"id": "agg", "op": agg, "inputs": tails}
-            if OPERATORS[agg].kind == "aggregator" and agg != "vote":
-                agg_node["params"] = self._model_param(trial, "agg")
+            if issubclass(OPERATORS[agg].params, LMParams):
+                agg_node["params"] = self._lm_params(trial, "agg")
             nodes.append(agg_node)
             output = "agg"
         final = trial.suggest_categorical("agent.final", list(self.finals)) if agent else "none"
         if final != "none":
             knob, low, high = FINAL_KNOB[final]
-            params = {knob: trial.suggest_int(f"node.final.{knob}", low, high), **self._model_param(trial, "final")}
+            params = {knob: trial.suggest_int(f"node.final.{knob}", low, high), **self._lm_params(trial, "final")}
             nodes.append({"id": "final", "op": final, "inputs": [output], "params": params})
             output = "final"
         name = f"w{width}" + ("" if final == "none" else f"+{final}")
@@ -173,6 +184,20 @@ class SearchSpace:
         if "module" in self.levels and len(self.models) > 1:
             return {"model": trial.suggest_categorical(f"node.{slot}.model", list(self.models))}
         return {}
+
+    def _format_param(self, trial: TrialLike, slot: str) -> dict[str, Any]:
+        if "prompt" in self.levels and len(self.formats) > 1:
+            return {"format": trial.suggest_categorical(f"prompt.{slot}.format", list(self.formats))}
+        return {"format": self.formats[0]}
+
+    def _lm_params(self, trial: TrialLike, slot: str) -> dict[str, Any]:
+        """The params every LM node of a slot gets: its model alias and its output format."""
+        return {**self._model_param(trial, slot), **self._format_param(trial, slot)}
+
+    @property
+    def primary_format(self) -> str:
+        """The format baselines are yardsticks in: the default one when it is searched, else the first."""
+        return DEFAULT_FORMAT if DEFAULT_FORMAT in self.formats else self.formats[0]
 
     def _solver(self, trial: TrialLike, slot: str, inputs: list[str]) -> dict[str, Any]:
         params: dict[str, Any] = {}
@@ -191,6 +216,7 @@ class SearchSpace:
             params.update(self._model_param(trial, slot))
         else:
             op = self.fixed_op
+        params.update(self._format_param(trial, slot))
         if "prompt" in self.levels:
             n_choices = len(self.instructions) + self.proposal_slots
             idx = trial.suggest_categorical(f"prompt.{slot}.instruction", list(range(n_choices)))
@@ -251,6 +277,13 @@ class SearchSpace:
                 params["node.b1s1.model"] = getattr(p, "model", "default")
         elif node.op != self.fixed_op:
             return None
+        fmt = getattr(p, "format", DEFAULT_FORMAT)
+        if "prompt" in self.levels and len(self.formats) > 1:
+            if fmt not in self.formats:
+                return None
+            params["prompt.b1s1.format"] = fmt
+        elif fmt != self.formats[0]:
+            return None
         if "prompt" in self.levels:
             if getattr(p, "instruction", None):
                 return None
@@ -309,6 +342,15 @@ class SearchSpace:
                 add(f"node.{slot}.model", "module", f"categorical {list(self.models)}", slot_when)
         else:
             add(f"node.{slot}.op", "module (fixed)", f"'{self.fixed_op}'", slot_when)
+        if "prompt" in self.levels and len(self.formats) > 1:
+            add(
+                f"prompt.{slot}.format",
+                "prompt",
+                f"categorical {list(self.formats)}  (output format; also prompt.agg.format, prompt.final.format)",
+                slot_when,
+            )
+        else:
+            add(f"prompt.{slot}.format", "prompt (fixed)", f"'{self.formats[0]}'  (output format)", slot_when)
         if "prompt" in self.levels:
             add(f"prompt.{slot}.instruction", "prompt", f"index into {len(self.instructions)} instructions", slot_when)
             add(f"prompt.{slot}.style", "prompt", f"categorical {list(self.styles)}", slot_when)
@@ -343,6 +385,7 @@ class SearchSpace:
             "max_depth": self.max_depth,
             "temperature": [*self.temperature, self.temperature_step],
             "models": list(self.models),
+            "formats": list(self.formats),
             "fixed_op": self.fixed_op,
             "max_calls_per_question": self.max_calls_per_question,
             "proposal_slots": self.proposal_slots,

@@ -72,7 +72,10 @@ def test_cache_lives_in_the_run_dir_and_can_be_off(fake_server, tmp_path):
         second = _run(fake_server, cache=True)
         assert fake_server.n_requests == n, "a cached evaluation sends nothing"
         assert [r.prediction for r in second.records] == [r.prediction for r in first.records]
-        assert sum(r.cached_calls for r in second.records) == 20 and second.tokens == 0
+        assert sum(r.cached_calls for r in second.records) == 20 and second.spent_tokens == 0
+        # a cached call is free now, but the design still costs what it cost when the call was made
+        assert second.tokens == first.tokens > 0
+        assert [r.tokens for r in second.records] == [r.tokens for r in first.records]
         assert any((tmp_path / "cache").iterdir())
     finally:
         configure_cache(None)

@@ -28,7 +28,8 @@ def test_prompt_is_natural_text():
     system, user = messages[0]["content"], messages[-1]["content"]
     assert system.startswith("Solve the question.")
     assert system.endswith(
-        "End your reply with a final line of the form:\nAnswer: <the final answer only (a number or a short phrase)>"
+        'Think step by step, then end your reply with a final line of the form "Answer: <the final answer only '
+        '(a number or a short phrase)>".'
     )
     assert "[[" not in system and "{" not in system
     assert user == "What is 2 + 3?"

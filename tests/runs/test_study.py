@@ -105,7 +105,7 @@ def test_endpoint_failures_fail_trials_with_reason_and_stop_cleanly(tmp_path, fa
 
 
 def test_duplicate_configs_are_not_re_evaluated(tmp_path, fake_server):
-    space = SearchSpace.from_levels("prompt", instructions=("",), styles=("plain",))
+    space = SearchSpace.from_levels("prompt", instructions=("",), styles=("plain",), formats=("text",))
     opt, loop = _loop(tmp_path, fake_server, n_trials=8, space=space, parallel=1)
     loop.run()
     # a one-point space: the 4 sampled trials all rebuild the cot baseline, so none is re-evaluated
