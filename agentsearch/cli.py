@@ -870,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" (command: {exc.ctx.command_path})" if exc.ctx is not None else ""
         err.print(f"error: {exc.format_message()}{where}", markup=False, highlight=False, soft_wrap=True)
         return 2
-    except (click_exc.Abort, typer.Abort):
+    except typer.Abort:  # the vendored click's exceptions module has no Abort (typer 0.29): public API only
         err.print("aborted", markup=False)
         return 130
     except typer.Exit as exc:

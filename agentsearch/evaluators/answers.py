@@ -178,7 +178,7 @@ _LATEX_FRAC_SHORT = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)(?!\d)")
 _LATEX_TEXT = re.compile(
     r"\\(?:boxed|fbox|text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}"
 )
-_LATEX_NOISE = re.compile(r"\\[,!;: ]|\\left|\\right|\\displaystyle|\\%|\\\$")
+_LATEX_NOISE = re.compile(r"\\[,!;: ()\[\]]|\\left|\\right|\\displaystyle|\\%|\\\$")
 # A number token: optional sign (only at a word start), digits with well-formed thousands commas or
 # plain digits, optional decimals, optional exponent; or an integer fraction a/b.
 _NUM = re.compile(

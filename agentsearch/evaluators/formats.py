@@ -15,6 +15,7 @@ under (:func:`make_adapter`).
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 import typing
@@ -188,7 +189,7 @@ class TextAdapter(dspy.Adapter):
     # -- parsing ------------------------------------------------------------------------------
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
-        text = _from_xml(str(completion or ""), signature).replace("[[ ## completed ## ]]", "")
+        text = _from_json(_from_xml(str(completion or ""), signature), signature).replace("[[ ## completed ## ]]", "")
         names = [n for n in signature.output_fields if n != REASONING]
         found = {n: m for n in names if (m := _last_label(text, n)) is not None}
         starts = sorted(m.start() for m in found.values())
@@ -222,7 +223,10 @@ class TextAdapter(dspy.Adapter):
 
     def _answer(self, raw: str | None, text: str, direct: bool = False) -> str:
         if raw is not None and raw.strip():
-            return clean_answer(raw)
+            value = raw.strip()
+            if value.startswith("<") and value.endswith(">") and len(value) > 2:
+                value = value[1:-1]  # "Answer: <720>": the template's brackets copied
+            return clean_answer(value)
         got = marked_answer(text)
         if got:
             return got
@@ -231,6 +235,28 @@ class TextAdapter(dspy.Adapter):
         if self.answer_kind == "number":
             return last_number(text) or ""
         return ""
+
+
+def _from_json(text: str, signature: type[dspy.Signature]) -> str:
+    """A reply written as a JSON object (DSPy's JSON format) rewritten as labelled lines."""
+    names = list(signature.output_fields)
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end <= start or not any(f'"{n}"' in text[start:end] for n in names):
+        return text
+    import json_repair
+
+    try:
+        obj = json_repair.loads(text[start : end + 1])
+    except Exception:  # noqa: BLE001 - not JSON after all: read the text as it is
+        return text
+    if not isinstance(obj, dict) or not any(n in obj for n in names if n != REASONING):
+        return text  # no output field besides the reasoning (a truncated object): read the reply as it is
+    parts = []
+    for name in names:
+        if name in obj:
+            value = obj[name] if isinstance(obj[name], str) else json.dumps(obj[name])
+            parts.append(value.strip() if name == REASONING else f"{label(name)}: {value.strip()}")
+    return "\n".join(parts)
 
 
 def _from_xml(text: str, signature: type[dspy.Signature]) -> str:

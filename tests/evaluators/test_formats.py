@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import dspy
 import pytest
 
@@ -71,6 +74,7 @@ def test_demos_are_rendered_as_the_same_turns():
         ("I cannot tell.\nSorry.", ""),  # nothing to read: no answer
         ("[[ ## reasoning ## ]]\nsteps\n\n[[ ## answer ## ]]\n42\n\n[[ ## completed ## ]]", "42"),  # chat anyway
         ("<reasoning>steps</reasoning>\n<answer>42</answer>", "42"),  # xml anyway
+        ('```json\n{"reasoning": "steps", "answer": "42"}\n```', "42"),  # json anyway
     ],
 )
 def test_answers_are_read_leniently(reply, answer):
@@ -120,3 +124,40 @@ def test_a_single_free_text_field_is_the_whole_reply():
     code = "```python\nprint(4)\n```"
     assert TEXT.parse(WriteProgram, f"Code:\n{code}") == {"code": code}
     assert TEXT.parse(WriteProgram, code) == {"code": code}
+
+
+# -- real replies of the embedded model ---------------------------------------------------------------
+
+#: 48 replies of the embedded Qwen2.5-Coder-0.5B to GSM8K train questions (cot and direct, 12 per format),
+#: recorded once by `python bench/formats.py --record FILE`; `expected` is the answer as a reader applying
+#: the documented rules reads it from the reply in its own format ("" = none: the format's parser fails),
+#: `expected_lenient` what the text format reads from the same reply (labels, boxed, "the answer is", the
+#: last number). Each label was checked by hand against the reply.
+REPLIES = [
+    json.loads(line)
+    for line in (Path(__file__).parents[1] / "fixtures" / "replies_embedded.jsonl").read_text().splitlines()
+]
+
+
+def _read(fmt: str, op: str, reply: str) -> str:
+    from dspy.utils.exceptions import AdapterParseError
+
+    from agentsearch.evaluators.benchmarks import GSM8K
+
+    signature = COT if op == "cot" else dspy.Predict(Solve).signature
+    try:
+        answer = make_adapter(fmt, "number").parse(signature, reply)["answer"]
+    except AdapterParseError:
+        return ""
+    return GSM8K().extract(answer) if answer else ""  # GSM8K's answers are numbers; nothing is loaded
+
+
+def test_the_recorded_replies_cover_every_format():
+    assert len(REPLIES) == 48
+    assert {r["format"] for r in REPLIES} == set(FORMATS)
+
+
+@pytest.mark.parametrize("row", REPLIES, ids=[f"{r['format']}-{r['op']}-{i}" for i, r in enumerate(REPLIES)])
+def test_answers_read_from_real_replies(row):
+    assert _read(row["format"], row["op"], row["reply"]) == row["expected"]
+    assert _read("text", row["op"], row["reply"]) == row["expected_lenient"]

@@ -273,3 +273,29 @@ def test_unusable_replies_are_wrong_answers_not_failures(op, fmt, reply, fake_se
     assert record.error_kind in (None, "model"), f"{op}/{fmt}: {record.error}"
     if reply == "no_markers":
         assert record.no_answer and record.extracted == "", f"{op}/{fmt}: {record.prediction!r}"
+
+
+def test_upstream_solutions_render_the_same_whatever_their_format(fake_server):
+    """An aggregator reads its upstream solutions as 'reasoning, then Answer: X', whichever format made them."""
+    seen = []
+
+    def policy(req):
+        if "candidates" in req.last_user.lower():
+            seen.append(req.last_user)
+            return {"reasoning": "both say 11", "answer": "11"}
+        return {"reasoning": "I add the numbers.", "answer": "11"}
+
+    fake_server.policy = policy
+    g = AgentGraph.from_dict(
+        {
+            "output": "x",
+            "nodes": [
+                {"id": "a", "op": "cot", "params": {"format": "text"}},
+                {"id": "b", "op": "cot", "params": {"format": "chat", "temperature": 0.5}},
+                {"id": "x", "op": "aggregate", "inputs": ["a", "b"], "params": {"format": "xml"}},
+            ],
+        }
+    )
+    assert compile_graph(g, lms={"default": make_lm(fake_server)})(question=QUESTION).answer == "11"
+    (prompt,) = seen
+    assert prompt.count("I add the numbers.\nAnswer: 11") == 2, prompt
