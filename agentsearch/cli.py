@@ -783,6 +783,13 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
         *test_cells(summary["test"]["best:0"]),
     )
     out.print(table)
+    for label, t in summary["test"].items():
+        if t.get("n_missing"):
+            err.print(
+                f"warning: {label}: {t['n_missing']} test questions were lost to endpoint failures; its score is "
+                f"over the {t['n']} answered and is redone on the next run",
+                markup=False,
+            )
     out.print(f"best: {summary['best_summary']}", markup=False, highlight=False)
     selection = summary.get("selection") or {}
     if selection.get("warning"):

@@ -9,6 +9,7 @@ choosing the default format here never looks at that bench's held-out questions.
     python bench/formats.py                         # 0.5B, 30 questions, direct + cot, all formats
     python bench/formats.py --size 1.5b --n 30
     python bench/formats.py --record tests/fixtures/replies.jsonl   # keep the raw replies (fixtures)
+    python bench/formats.py --benchmark reasoning_gym:chain_sum --formats text   # the demo task
 
 Prints one row per (operator, format) and the machine load; ``--json`` writes the rows.
 """
@@ -56,16 +57,18 @@ class _Recorder:
         self.callback = _CB()
 
 
-def load_questions(path: Path, n: int, seed: int = 0) -> list[Any]:
-    from agentsearch.evaluators.benchmarks import GSM8K, SplitSpec
+def load_questions(name: str, path: Path, n: int, seed: int = 0) -> tuple[Any, list[Any]]:
+    """The benchmark and ``n`` questions of its train split (the split bench/real_quality.py uses)."""
+    from agentsearch.evaluators.benchmarks import SplitSpec, get_benchmark
 
-    bench = GSM8K(path)
+    bench = get_benchmark(name, data=str(path) if name == "gsm8k" else None, seed=seed)
     return bench, bench.split(SplitSpec(seed=seed, val_size=40, test_size=150))["train"][:n]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="0.5b", choices=("0.5b", "1.5b"), help="the packaged embedded model")
+    ap.add_argument("--benchmark", default="gsm8k", help="gsm8k (--data) or reasoning_gym:<task>")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K JSONL")
     ap.add_argument("--n", type=int, default=30, help="questions per (operator, format)")
     ap.add_argument("--ops", default="direct,cot", help="baselines to run (direct, cot)")
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from agentsearch.evaluators.models import ModelSet, spec_from_flags
     from agentsearch.search_space.baselines import baseline_graphs
 
-    bench, questions = load_questions(args.data, args.n)
+    bench, questions = load_questions(args.benchmark, args.data, args.n)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     ops = [o.strip() for o in args.ops.split(",") if o.strip()]
     base = baseline_graphs()
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wall_s": s["wall_s"],
             }
         )
-    print(f"\nmodel: {served['default']['model']} ({args.size}); {len(questions)} GSM8K train questions per row")
+    print(f"\nmodel: {served['default']['model']} ({args.size}); {len(questions)} {bench.name} train questions per row")
     print(
         f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; total {time.time() - started:.0f} s"
     )

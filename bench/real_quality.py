@@ -82,7 +82,7 @@ def run_arm(
 
 def _p(summary: dict[str, Any], kind: str) -> str:
     for c in summary.get("comparisons") or []:
-        if c["kind"] == kind:
+        if kind in c["kind"]:
             return f"{c['p_value']:.3f} ({100 * c['diff']:+.1f} vs {c['vs']})"
     return "-"
 
@@ -171,12 +171,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{bench_name:<32} {'baseline ' + name + ' (' + fmt + ')':<22} {t['score']:8.3f} "
                     f"{t['ci_low']:6.3f}-{t['ci_high']:.3f} {t['tokens_per_question']:6.0f} {'-':>6} {'-':>7}"
                 )
-            for label, t in s["test"].items():
-                if label.startswith("matched:"):
-                    print(
-                        f"{bench_name:<32} {label.split(':')[1] + ' (matched)':<22} {t['score']:8.3f} "
-                        f"{t['ci_low']:6.3f}-{t['ci_high']:.3f} {t['tokens_per_question']:6.0f} {'-':>6} {'-':>7}"
-                    )
+        for label, t in s["test"].items():
+            if label.startswith("matched:"):  # CoT-SC at this arm's best agent's cost
+                print(
+                    f"{bench_name:<32} {label.split(':')[1] + ' (matched, ' + arm + ')':<22} {t['score']:8.3f} "
+                    f"{t['ci_low']:6.3f}-{t['ci_high']:.3f} {t['tokens_per_question']:6.0f} {'-':>6} {'-':>7}"
+                )
         t = s["test"]["best:0"]
         print(
             f"{bench_name:<32} {arm + ' best (t' + str(s['best_trial']) + ')':<22} {t['score']:8.3f} "

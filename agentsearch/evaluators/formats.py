@@ -16,6 +16,7 @@ under (:func:`make_adapter`).
 from __future__ import annotations
 
 import json
+import math
 import re
 import textwrap
 import typing
@@ -59,7 +60,7 @@ _TRUE = re.compile(r"\b(?:yes|true|correct|right|confident|certain)\b", re.IGNOR
 _FALSE = re.compile(
     r"\b(?:no|not|false|incorrect|wrong|doubt\w*|unsure|uncertain|error)\b|\bisn't\b|\bn't\b", re.IGNORECASE
 )
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER = re.compile(r"-?\d{1,30}(?:\.\d{1,30})?")
 
 
 def label(name: str) -> str:
@@ -320,10 +321,14 @@ def _typed(raw: str | None, annotation: Any, whole: str | None = None) -> Any:
         m = _NUMBER.search(source)
         if m is None:
             return None
+        if annotation is int:
+            return int(m.group().split(".")[0])
         value = float(m.group())
-        if annotation is float and "%" in source[m.end() : m.end() + 2] and 1 < value <= 100:
+        if not math.isfinite(value):
+            return None
+        if "%" in source[m.end() : m.end() + 2] and 1 < value <= 100:
             value /= 100
-        return int(value) if annotation is int else value
+        return value
     if typing.get_origin(annotation) is Literal:
         allowed = typing.get_args(annotation)
         cleaned = source.strip().strip("`'\"*").strip()

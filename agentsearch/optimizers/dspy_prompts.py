@@ -113,8 +113,10 @@ class _OptProgram(GraphProgram):
       :func:`optimize_prompts` re-raises it after the optimizer returns.
     """
 
-    def __init__(self, graph: AgentGraph, lms: Mapping[str, dspy.BaseLM], meter: Meter | None):
-        super().__init__(graph, lms=lms, parallel=True)  # validates the aliases, sets each node's LM
+    def __init__(
+        self, graph: AgentGraph, lms: Mapping[str, dspy.BaseLM], meter: Meter | None, answer_kind: str = "text"
+    ):
+        super().__init__(graph, lms=lms, parallel=True, answer_kind=answer_kind)  # validates aliases, sets LMs
         node_lms = {}
         for node_id, module in self.nodes.items():
             lms_used = {id(p.lm): p.lm for p in module.predictors() if p.lm is not None}
@@ -340,6 +342,7 @@ def optimize_prompts(
     proposer_lm: dspy.BaseLM | None = None,
     valset: Sequence[Example] | None = None,
     num_threads: int = 4,
+    answer_kind: str = "text",
 ) -> AgentGraph:
     """``graph`` with the instructions/demos DSPy's ``method`` optimizer found on ``train``.
 
@@ -361,7 +364,8 @@ def optimize_prompts(
         raise UserError("prompt optimizer: no model configured")
     default_lm = lms["default"] if "default" in lms else next(iter(lms.values()))
     reflection_lm = proposer_lm or default_lm
-    program = _OptProgram(graph, lms, meter=current_meter())  # a bad alias is the user's error: raised here
+    # a bad alias is the user's error: raised here
+    program = _OptProgram(graph, lms, meter=current_meter(), answer_kind=answer_kind)
     if not _mappable(graph, program, method):
         return graph  # no prompt the config could store: nothing to optimize, no LM call
 

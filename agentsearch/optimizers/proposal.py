@@ -99,6 +99,6 @@ def charge_proposer(result: TrialResult, meter: Meter | None) -> None:
         return
     usage = meter.total
     result.metrics["proposer_calls"] = float(usage.calls)
-    result.metrics["proposer_tokens"] = float(usage.tokens)
+    result.metrics["proposer_tokens"] = float(usage.design_tokens)
     result.metrics["calls"] = result.metrics.get("calls", 0.0) + usage.calls
-    result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + usage.tokens
+    result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + usage.design_tokens

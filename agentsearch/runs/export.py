@@ -42,6 +42,7 @@ def export_study(
     config: Mapping[str, Any],
     test_results: Mapping[str, Mapping[str, Any]],
     baselines_test: Mapping[str, float | None] | None = None,
+    selected_val: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write best.yaml, pareto/*.yaml, program.json and summary.json; returns what was written."""
     from agentsearch.evaluators.compile import compile_graph
@@ -62,16 +63,17 @@ def export_study(
             g = trial.graph.model_copy(update={"name": f"pareto-{i}", "description": f"trial {trial.number}"})
             pareto_paths.append(str(g.save(out / "pareto" / f"pareto-{i}-trial{trial.number}.yaml")))
 
-    def entry(trial: FinishedTrial) -> dict[str, Any]:
+    def entry(trial: FinishedTrial, val: Mapping[str, Any] | None = None) -> dict[str, Any]:
         assert trial.graph is not None
+        test = test_results.get(trial.graph.config_hash)
         return {
             "trial": trial.number,
             "origin": trial.origin,
             "config_hash": trial.graph.config_hash,
             "summary": trial.graph.summary(),
             "values": trial.values,
-            "val": trial.metrics,
-            "test": test_results.get(trial.graph.config_hash),
+            "val": {**trial.metrics, **(val or {})},
+            "test": {k: v for k, v in test.items() if k != "outcomes"} if test else None,
         }
 
     summary = {
@@ -82,7 +84,7 @@ def export_study(
         "val_size": config.get("val_size"),
         "test_size": config.get("test_size"),
         "objectives": config.get("objectives"),
-        "best": entry(top),
+        "best": entry(top, selected_val),  # its full-validation score when the selection completed it
         "pareto": [entry(t) for t in best] if pareto_paths else [],
         "baselines_test": dict(baselines_test or {}),
         "reproduce": reproduce_command(config, best_path) + " --model MODEL --api-base URL",

@@ -109,7 +109,9 @@ class SearchLoop:
         self.max_calls_per_question = max_calls_per_question
         self.max_calls = max_calls
         # a resumed study has spent its earlier trials' calls already
-        self._calls_before = int(sum(t.metrics.get("calls", 0.0) for t in optimizer.trials()))
+        self._calls_before = int(
+            sum(t.metrics.get("calls", 0.0) for t in optimizer.trials() if t.state in ("COMPLETE", "PRUNED"))
+        )
         self.prepare = prepare
         self.stats = LoopStats()
         self._cancel = threading.Event()
@@ -138,10 +140,13 @@ class SearchLoop:
                 graph = candidate.graph = self.prepare(candidate)
             usage = meter.total
             if usage.calls:
-                prep = {"prepare_calls": float(usage.calls), "prepare_tokens": float(usage.tokens)}
+                prep = {"prepare_calls": float(usage.calls), "prepare_tokens": float(usage.design_tokens)}
+                self.stats.calls += usage.calls - usage.cached_calls  # spent now (cache hits are free)
+                self.stats.tokens += usage.tokens
         known = self._known.get(graph.config_hash)
-        if known is not None:
-            return TrialResult("COMPLETE", dict(known), reason="duplicate config: result reused"), []
+        if known is not None:  # the score is reused; this trial itself cost nothing (beyond its preparation)
+            metrics = {**known, "calls": prep.get("prepare_calls", 0.0), "tokens": prep.get("prepare_tokens", 0.0)}
+            return TrialResult("COMPLETE", metrics, reason="duplicate config: result reused"), []
         result, records = self._evaluate(candidate, graph)
         result.examples = example_sample(records)
         result.outcomes = "".join("1" if r.correct else "0" for r in records)
@@ -149,8 +154,6 @@ class SearchLoop:
             result.metrics.update(prep)
             result.metrics["calls"] = result.metrics.get("calls", 0.0) + prep["prepare_calls"]
             result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + prep["prepare_tokens"]
-            self.stats.calls += int(prep["prepare_calls"])
-            self.stats.tokens += int(prep["prepare_tokens"])
         return result, records
 
     def _evaluate(self, candidate: Candidate, graph: AgentGraph) -> tuple[TrialResult, list[ExampleRecord]]:
@@ -264,7 +267,10 @@ class SearchLoop:
     def _finish(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
         self.optimizer.tell(candidate, result)  # may charge proposer calls to the result's metrics
         self.stats.add_usage(records)
-        self.stats.design_calls += int(result.metrics.get("calls", 0.0)) if result.metrics else 0
+        if result.state == "FAIL":  # what the failed attempt spent (its retry is charged again, as it runs again)
+            self.stats.design_calls += sum(r.calls - r.cached_calls for r in records)
+        else:
+            self.stats.design_calls += int(result.metrics.get("calls", 0.0))
         if result.state == "COMPLETE":
             self.stats.complete += 1
             self.stats.finished += 1

@@ -6,6 +6,8 @@
   tokens/question closest to the best agent's (from the ``cot_sc5`` baseline's tokens per sample,
   in that baseline's best format). The audits of this field found searched agents losing to exactly
   this baseline.
+* The strongest baseline is the one with the best *validation* score (the test split picks nothing:
+  choosing the comparator by its test score would favour it by chance).
 * The comparisons are paired (the same test questions): the difference in accuracy with its 95%
   bootstrap CI and the exact McNemar p-value, with a verdict in plain words.
 """
@@ -68,9 +70,10 @@ def compare_with_baselines(
     graphs: Mapping[str, AgentGraph],
     test: Sequence[Any],
     best_trial: FinishedTrial | None = None,
+    baselines_val: Mapping[str, float | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Paired comparisons of the best agent (``best:0``) with the strongest baseline on the test split
-    and with CoT-SC at matched cost; each with its verdict in words."""
+    """Paired comparisons of the best agent (``best:0``) with the strongest baseline (by validation
+    score: ``baselines_val``) and with CoT-SC at matched cost, on the test split; each with its verdict."""
     if "best:0" not in results:
         return []
     best = _outcomes(results["best:0"], test)
@@ -81,8 +84,15 @@ def compare_with_baselines(
     others = [
         label for label in results if label.startswith("baseline:") and graphs[label].config_hash != best_hash
     ]
+    vals = dict(baselines_val or {})
+    top = None
     if others:
-        top = max(others, key=lambda lb: (results[lb]["score"], -float(results[lb]["tokens_per_question"])))
+
+        def strength(lb: str) -> tuple[float, float]:
+            val = vals.get(lb.split(":", 1)[1])
+            return (-1.0 if val is None else float(val), -float(results[lb]["tokens_per_question"]))
+
+        top = max(others, key=strength)
         name = top.split(":", 1)[1]
         cmp = paired_comparison(best, _outcomes(results[top], test), "best", name)
         verdict = cmp.verdict(keep=name)
@@ -95,10 +105,17 @@ def compare_with_baselines(
     for label in sc_labels:
         if graphs[label].config_hash == best_hash:
             continue
+        sc_tpq = float(results[label]["tokens_per_question"])
+        cost = f"CoT-SC at matched cost: {best_tpq:.0f} vs {sc_tpq:.0f} tokens/question"
+        if sc_tpq < best_tpq / 1.5:
+            cost += f" ({graphs[label].name} is the most samples compared)"
+        if label == top:  # the strongest baseline is the matched CoT-SC: one comparison, said once
+            out[-1]["kind"] = "strongest baseline; CoT-SC at matched cost"
+            out[-1]["verdict"] += f"; {cost}"
+            continue
         name = graphs[label].name
         cmp = paired_comparison(best, _outcomes(results[label], test), "best", name)
-        sc_tpq = float(results[label]["tokens_per_question"])
-        verdict = f"{cmp.verdict(keep=name)}; CoT-SC at matched cost: {best_tpq:.0f} vs {sc_tpq:.0f} tokens/question"
+        verdict = f"{cmp.verdict(keep=name)}; {cost}"
         out.append(_entry("CoT-SC at matched cost", name, cmp, best_tpq, results[label], verdict))
     return out
 

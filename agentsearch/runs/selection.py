@@ -2,10 +2,14 @@
 
 Most candidates of a search were pruned after a few validation questions, and even complete ones
 were scored on a small split: a noisy validation set picks the wrong design. So the top ``k``
-candidates by validation score (complete or pruned, one per distinct config) are re-evaluated on
-the *full* validation split (the loop's per-example outcomes and the response cache make that cost
-only the questions not yet asked), and the winner is chosen on those complete scores; ties go to
-the cheaper design (fewer tokens/question), then to the earlier trial.
+candidates (one per distinct config) are re-evaluated on the *full* validation split (the loop's
+per-example outcomes and the response cache make that cost only the questions not yet asked), and
+the winner is chosen on those complete scores; ties go to the cheaper design (fewer
+tokens/question), then to the earlier trial. The contenders are the best complete trial and the
+``k - 1`` others with the best smoothed validation score ``(correct + 1) / (n + 2)``, which ranks a
+pruned trial's 4 of 4 (0.83) above a complete 28 of 40 (0.69) but not far above: it gets its full
+evaluation, and the complete trial keeps its place. A contender whose evaluation fails (endpoint
+errors) is left out and named in the report.
 
 When the winner does not significantly beat the runner-up on the validation questions (a paired
 test), the selection carries a warning with about how many questions would separate them.
@@ -68,6 +72,8 @@ class Selection:
     k: int
     comparison: Comparison | None = None  # winner vs runner-up on the validation questions
     warning: str | None = None
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # contenders whose evaluation failed
+    calls: int = 0  # LLM calls the re-evaluation made (cache hits included)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -76,12 +82,20 @@ class Selection:
             "contenders": [c.to_dict() for c in self.contenders],
             "comparison": self.comparison.to_dict() if self.comparison else None,
             "warning": self.warning,
+            "dropped": self.dropped,
+            "calls": self.calls,
         }
 
 
+def _smoothed(t: FinishedTrial) -> float:
+    n = float(t.metrics.get("n_examples", 0.0))
+    return (float(t.metrics["val_score"]) * n + 1.0) / (n + 2.0)
+
+
 def top_trials(trials: Sequence[FinishedTrial], k: int) -> list[FinishedTrial]:
-    """The ``k`` best trials by validation score (ties: fewer tokens/question, earlier), one per config;
-    complete and pruned trials that were evaluated on at least one question."""
+    """The contenders, one per config: the best complete trial (by validation score; ties: fewer
+    tokens/question, earlier), then the best others by smoothed score, ``k`` in all. Complete and pruned
+    trials evaluated on at least one question are eligible."""
     eligible = [
         t
         for t in trials
@@ -90,12 +104,15 @@ def top_trials(trials: Sequence[FinishedTrial], k: int) -> list[FinishedTrial]:
         and t.metrics.get("n_examples", 0) > 0
         and t.metrics.get("val_score") is not None
     ]
-    eligible.sort(
-        key=lambda t: (-t.metrics["val_score"], t.metrics.get("tokens_per_question", 0.0), -len(t.outcomes), t.number)
-    )
+
+    def tie(t: FinishedTrial) -> tuple[float, int, int]:
+        return (t.metrics.get("tokens_per_question", 0.0), -len(t.outcomes), t.number)
+
+    complete = sorted((t for t in eligible if t.state == "COMPLETE"), key=lambda t: (-t.metrics["val_score"], *tie(t)))
+    ranked = complete[:1] + sorted(eligible, key=lambda t: (-_smoothed(t), *tie(t)))
     out: list[FinishedTrial] = []
     seen: set[str] = set()
-    for t in eligible:
+    for t in ranked:
         h = t.graph.config_hash  # type: ignore[union-attr]
         if h in seen:
             continue
@@ -121,15 +138,23 @@ def select_best(
     """
     store = store if store is not None else {}
     contenders: list[Contender] = []
+    dropped: list[dict[str, Any]] = []
+    calls = [0]
+
+    def counted(t: FinishedTrial, examples: Sequence[Example]) -> list[ExampleRecord]:
+        records = complete(t, examples)
+        calls[0] += sum(r.calls for r in records)
+        return records
+
     for t in top_trials(trials, max(1, k)):
-        c = _full_val(t, val, complete, store, announce)
+        c = _full_val(t, val, counted, store, announce, dropped)
         if c is not None:
             contenders.append(c)
     if not contenders:
         return None
     ranked = sorted(contenders, key=lambda c: (-c.val_score, c.tokens_per_question, c.trial.number))
     winner = ranked[0]
-    selection = Selection(winner, ranked, k)
+    selection = Selection(winner, ranked, k, dropped=dropped, calls=calls[0])
     if len(ranked) > 1:
         runner = ranked[1]
         a, b = f"trial {winner.trial.number}", f"trial {runner.trial.number}"
@@ -146,6 +171,10 @@ def select_best(
                 f"the validation split ({len(val)} questions) is too small to separate the top candidates: "
                 f"{a} {winner.val_score:.3f} vs {b} {runner.val_score:.3f} ({cmp.p_value_text}); {size}"
             )
+    if dropped:
+        left = ", ".join(f"trial {d['trial']}" for d in dropped)
+        note = f"left out of the selection because their validation run failed: {left}"
+        selection.warning = f"{selection.warning}; {note}" if selection.warning else note
     return selection
 
 
@@ -155,6 +184,7 @@ def _full_val(
     complete: Completer,
     store: MutableMapping[str, Any],
     announce: Callable[[str], None],
+    dropped: list[dict[str, Any]],
 ) -> Contender | None:
     n_val = len(val)
     saved = store.get(str(t.number))
@@ -173,6 +203,7 @@ def _full_val(
         first = next(r for r in records if r.error_kind in ("endpoint", "internal"))
         log.warning("trial %d could not be completed on the validation split: %s", t.number, first.error)
         announce(f"selection: trial {t.number} left out (its evaluation failed: {first.error})")
+        dropped.append({"trial": t.number, "origin": t.origin, "error": first.error})
         return None
     text = done + "".join("1" if r.correct else "0" for r in records)
     spent_before = float(t.metrics.get("tokens_per_question", 0.0)) * len(done)

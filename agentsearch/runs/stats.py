@@ -1,9 +1,12 @@
 """Statistics for reports: accuracy with a bootstrap CI, paired comparisons, verdicts in plain words.
 
-Every test score a study reports carries n, a 95% bootstrap confidence interval and tokens/question;
-two agents scored on the same questions are compared with a paired test: the exact McNemar test on
-the questions where exactly one of them is right (the p-value), and a paired bootstrap of the
-difference in accuracy (its CI). scipy does the work (``scipy.stats.bootstrap``, ``binomtest``).
+Every test score a study reports carries n, a 95% bootstrap confidence interval and tokens/question
+(where every answer is right, or every one wrong, the bootstrap's interval collapses to a point: there
+the Wilson score interval is reported instead); two agents scored on the same questions are compared
+with a paired test: the exact McNemar test on the questions where exactly one of them is right (the
+p-value), and a paired bootstrap of the difference in accuracy (its CI). A difference counts as
+significant when both agree (p < 0.05 and a CI that excludes 0). scipy does the work
+(``scipy.stats.bootstrap``, ``binomtest``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def accuracy_ci(outcomes: Sequence[bool], level: float = LEVEL, seed: int = 0) -
     correct = int(sum(bool(o) for o in outcomes))
     if n == 0:
         return Accuracy(0, 0, 0.0, 0.0, 1.0)
+    if correct in (0, n):  # the bootstrap has nothing to resample: Wilson's interval is not a point
+        from scipy import stats
+
+        ci = stats.binomtest(correct, n).proportion_ci(confidence_level=level, method="wilson")
+        return Accuracy(n, correct, correct / n, float(ci.low), float(ci.high))
     low, high = _bootstrap_mean_ci([float(bool(o)) for o in outcomes], level, seed)
     return Accuracy(n, correct, correct / n, low, high)
 
@@ -84,7 +92,8 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
-        return self.p_value < ALPHA
+        """The exact test and the interval agree: p < 0.05 and the CI of the difference excludes 0."""
+        return self.p_value < ALPHA and (self.ci_low > 0 or self.ci_high < 0)
 
     @property
     def p_value_text(self) -> str:
@@ -155,9 +164,11 @@ def paired_comparison(
     )
 
 
-def questions_to_separate(a: Mapping[str, bool], b: Mapping[str, bool], alpha: float = ALPHA) -> int | None:
-    """About how many questions would make the observed paired difference of ``a`` and ``b`` significant
-    (normal approximation of the paired test); None when they tie (no size separates them)."""
+def questions_to_separate(
+    a: Mapping[str, bool], b: Mapping[str, bool], alpha: float = ALPHA, power: float = 0.8
+) -> int | None:
+    """About how many questions a paired test needs to find the observed difference of ``a`` and ``b``
+    significant with probability ``power`` (normal approximation); None when they tie."""
     from scipy import stats
 
     ids = sorted(set(a) & set(b))
@@ -168,7 +179,7 @@ def questions_to_separate(a: Mapping[str, bool], b: Mapping[str, bool], alpha: f
     if mean == 0:
         return None
     var = sum((x - mean) ** 2 for x in d) / len(d)
-    z = float(stats.norm.ppf(1 - alpha / 2))
+    z = float(stats.norm.ppf(1 - alpha / 2)) + float(stats.norm.ppf(power))
     return max(len(d) + 1, math.ceil(z * z * max(var, 1e-9) / (mean * mean)))
 
 

@@ -200,7 +200,11 @@ def evaluate_on_test(
     on_done: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score each graph once on the test split (results cached by config hash): accuracy with its 95%
-    bootstrap CI, tokens/question, the no-answer rate and the per-question outcomes (paired tests)."""
+    CI, tokens/question, the no-answer rate and the per-question outcomes (paired tests).
+
+    Questions lost to endpoint failures (after retries) are *missing*, not wrong: the score is over the
+    answered ones, ``n_missing`` says how many, and such a partial result is not cached (it is redone
+    the next time the study is finalized)."""
     from agentsearch.runs.stats import accuracy_ci
 
     out: dict[str, dict[str, Any]] = {}
@@ -210,13 +214,34 @@ def evaluate_on_test(
             program = compile_graph(graph, lms=lms, answer_kind=bench.answer_kind)
             result = Evaluator(bench.score, concurrency=concurrency).evaluate(program, test)
             s = result.summary()
-            entry = {k: s[k] for k in ("score", "n", "n_errors", "tokens_per_question", "calls_per_question")}
-            entry["no_answer_rate"] = s["no_answer_rate"]
-            ci = accuracy_ci([r.correct for r in result.records])
-            entry["ci_low"], entry["ci_high"] = ci.ci_low, ci.ci_high
-            entry["outcomes"] = "".join(
-                "x" if r.error_kind in ("endpoint", "internal") else "1" if r.correct else "0" for r in result.records
-            )
+            answered = [r for r in result.records if r.error_kind not in ("endpoint", "internal")]
+            ci = accuracy_ci([r.correct for r in answered])
+            entry = {
+                "score": ci.accuracy,
+                "n": len(answered),
+                "n_missing": len(result.records) - len(answered),
+                "n_errors": s["n_errors"],
+                "tokens_per_question": s["tokens_per_question"],
+                "calls_per_question": s["calls_per_question"],
+                "no_answer_rate": s["no_answer_rate"],
+                "ci_low": ci.ci_low,
+                "ci_high": ci.ci_high,
+                "outcomes": "".join(
+                    "x" if r.error_kind in ("endpoint", "internal") else "1" if r.correct else "0"
+                    for r in result.records
+                ),
+            }
+            if entry["n_missing"]:
+                first = next(r for r in result.records if r.error_kind in ("endpoint", "internal"))
+                log.warning(
+                    "%s: %d of %d test questions failed (%s); scored on the rest, not cached",
+                    label,
+                    entry["n_missing"],
+                    len(result.records),
+                    first.error,
+                )
+                out[label] = entry
+                continue
             cache[key] = entry
             if on_done is not None:
                 on_done(label, cache[key])
@@ -367,6 +392,7 @@ def run_study(
                 method=cfg.prompt_optimizer,
                 seed=cfg.seed,
                 proposer_lm=proposer_lm,
+                answer_kind=bench.answer_kind,
             )
         return graph
 
@@ -444,7 +470,8 @@ def finalize_study(
             return Evaluator(bench.score, concurrency=cfg.concurrency).evaluate(program, examples).records
 
         selection = select_best(trials, val, complete, k=cfg.top_k, store=store, announce=announce)
-        best = [selection.winner.trial] if selection is not None else []
+        # no contender could be completed (the endpoint failed): the search's own best, as it stands
+        best = [selection.winner.trial] if selection is not None else optimizer.best()
         if study is not None and selection is not None:
             from agentsearch.optimizers.optuna_opt import SELECTED_ATTR
 
@@ -484,7 +511,12 @@ def finalize_study(
         graphs[label] = graph
     if study is not None:
         study.set_user_attr("test_results", cache)
-    comparisons = compare_with_baselines(results, graphs, test, best_trial=best[0]) if cfg.baselines else []
+    baselines_val = {name: t.metrics.get("val_score") for name, t in chosen.items()}
+    comparisons = (
+        compare_with_baselines(results, graphs, test, best_trial=best[0], baselines_val=baselines_val)
+        if cfg.baselines
+        else []
+    )
     for c in comparisons:
         announce(c["verdict"])
 
@@ -493,7 +525,16 @@ def finalize_study(
     export_dir = cfg.run_dir / cfg.study / "export"
     baselines_test = {k.split(":", 1)[1]: v["score"] for k, v in results.items() if k.startswith("baseline:")}
     config = {**cfg.identity(), "study": cfg.study, "objectives": list(cfg.objectives), "run_dir": str(cfg.run_dir)}
-    export_study(export_dir, best, config, cache, baselines_test)
+    selected_val = (
+        {
+            "val_score": selection.winner.val_score,
+            "n_examples": float(selection.winner.n),
+            "tokens_per_question": selection.winner.tokens_per_question,
+        }
+        if selection is not None
+        else None
+    )
+    export_study(export_dir, best, config, cache, baselines_test, selected_val=selected_val)
     top = best[0]
     public = {label: _public_test(entry) for label, entry in results.items()}
     best_val = selection.winner.val_score if selection is not None else top.metrics.get("val_score")
@@ -510,7 +551,7 @@ def finalize_study(
         "best_summary": top.graph.summary() if top.graph else None,
         "best_tokens_per_question": results["best:0"].get("tokens_per_question"),
         "baselines": baselines_test,
-        "baselines_val": {name: t.metrics.get("val_score") for name, t in chosen.items()},
+        "baselines_val": baselines_val,
         "baselines_format": {name: sorted(t.graph.formats()) for name, t in chosen.items() if t.graph is not None},
         "verdict": " ".join(c["verdict"] + "." for c in comparisons) if comparisons else None,
         "comparisons": comparisons,
@@ -527,6 +568,7 @@ def finalize_study(
         "calls": int(sum(t.metrics.get("calls", 0) for t in trials)),
         "tokens": int(sum(t.metrics.get("tokens", 0) for t in trials)),
         "session_calls": stats.calls,
+        "selection_calls": selection.calls if selection is not None else 0,
         "stopped_reason": stats.stopped_reason,
         "wall_s": stats.wall_s,
         "export_dir": str(export_dir),

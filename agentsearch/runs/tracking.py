@@ -294,6 +294,7 @@ class MlflowTracker:
                 "graph.name": graph.name,
                 "graph.hash": graph.config_hash,
                 "graph.nodes": str(len(graph.nodes)),
+                "graph.formats": ",".join(sorted(graph.formats())) or "-",
             })
         with self._lock:
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"trial-{trial_number:04d}")

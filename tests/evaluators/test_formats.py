@@ -117,6 +117,8 @@ def test_typed_fields():
     assert TEXT.parse(Verify, "I would say 80% likely.") == {"score": 0.8}  # the only field, unlabelled
     assert TEXT.parse(Verify, "no idea") == {"score": None}
     assert TEXT.parse(Judge, "**Best:** Candidate 2") == {"best": 2}
+    assert TEXT.parse(Judge, "Best: " + "9" * 400)["best"] == int("9" * 30)  # a digit loop: read, never raised
+    assert TEXT.parse(Verify, "Score: " + "9" * 400 + ".5")["score"] > 0
 
 
 def test_a_single_free_text_field_is_the_whole_reply():

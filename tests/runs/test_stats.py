@@ -45,9 +45,11 @@ def test_bootstrap_ci_agrees_with_the_normal_approximation():
     assert "0.600 (95% CI" in acc.describe()
 
 
-def test_degenerate_outcomes_give_a_point_interval():
-    assert accuracy_ci([True] * 12).ci_low == 1.0 == accuracy_ci([True] * 12).ci_high
-    assert accuracy_ci([False] * 5).ci_high == 0.0
+def test_all_right_or_all_wrong_gets_wilsons_interval_not_a_point():
+    perfect = accuracy_ci([True] * 12)
+    assert perfect.accuracy == 1.0 == perfect.ci_high and perfect.ci_low == pytest.approx(0.7575, abs=1e-3)
+    zero = accuracy_ci([False] * 5)
+    assert zero.ci_low == 0.0 and zero.ci_high == pytest.approx(0.4345, abs=1e-3)
     assert accuracy_ci([]).n == 0
 
 
@@ -65,6 +67,9 @@ def test_paired_comparison_and_verdicts():
     close = paired_comparison({i: k < 52 for k, i in enumerate(ids)}, b, "best", "cot")
     assert not close.significant and close.verdict("cot").startswith("no significant difference between best and cot")
     assert "p = 0.50" in close.verdict("cot") and close.verdict("cot").endswith(": keep cot")
+    # 5 to 0 discordant: the bootstrap CI excludes 0 but the exact test does not reject; not significant
+    few = paired_comparison({i: k < 5 for k, i in enumerate(ids)}, {i: False for i in ids}, "best", "cot")
+    assert few.p_value == pytest.approx(0.0625) and few.ci_low > 0 and not few.significant
 
 
 def test_only_shared_questions_are_compared_and_failures_left_out():
@@ -83,8 +88,8 @@ def test_questions_to_separate():
     b = {str(i): i < 22 for i in range(40)}
     need = questions_to_separate(a, b)
     assert need is not None and need > 40
-    # at the size it names, the same rates are significant
-    scale = math.ceil(need / 40) + 1
+    # at the size it names (80% power), the same rates are significant
+    scale = math.ceil(need / 40)
     big_a = {f"{k}-{j}": v for j in range(scale) for k, v in a.items()}
     big_b = {f"{k}-{j}": v for j in range(scale) for k, v in b.items()}
     assert paired_comparison(big_a, big_b).significant
@@ -187,11 +192,18 @@ def test_cot_sc_is_matched_to_the_best_agents_cost_and_compared_on_the_same_ques
     assert label == "matched:cot_sc9" and graph == cot_sc(9, "chat")  # 2700 / (1500 / 5) = 9 samples
     results[label] = {"score": 0.62, "tokens_per_question": 2650.0, "outcomes": "1" * 62 + "0" * 38}
     graphs[label] = graph
-    comparisons = compare_with_baselines(results, graphs, test)
-    assert [c["vs"] for c in comparisons] == ["cot_sc5", "cot_sc9"]
+    comparisons = compare_with_baselines(results, graphs, test, baselines_val={"cot": 0.7, "cot_sc5": 0.8})
+    assert [c["vs"] for c in comparisons] == ["cot_sc5", "cot_sc9"]  # the strongest on validation
     assert comparisons[0]["kind"] == "strongest baseline" and comparisons[0]["a_only"] == 20
     assert comparisons[0]["verdict"].startswith("best beats cot_sc5 by +20.0 points")
     assert "CoT-SC at matched cost: 2700 vs 2650 tokens/question" in comparisons[1]["verdict"]
-    # five samples match: the baseline itself is the comparison
+    # the comparator is chosen on validation, never by its test score
+    by_val = compare_with_baselines(results, graphs, test, baselines_val={"cot": 0.9, "cot_sc5": 0.8})
+    assert by_val[0]["vs"] == "cot"
+    # five samples match: the baseline itself is the comparison, said once
     results["best:0"]["tokens_per_question"] = 1400.0
+    del results[label], graphs[label]
     assert matched_cot_sc(results, graphs, chosen)[0] == "baseline:cot_sc5"
+    once = compare_with_baselines(results, graphs, test, baselines_val={"cot": 0.7, "cot_sc5": 0.8})
+    assert len(once) == 1 and once[0]["kind"] == "strongest baseline; CoT-SC at matched cost"
+    assert "CoT-SC at matched cost: 1400 vs 1500 tokens/question" in once[0]["verdict"]

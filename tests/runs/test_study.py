@@ -150,10 +150,18 @@ def test_full_study_tracks_tests_once_and_exports(tmp_path, fake_server, questio
     children = tracker.child_runs(parents[0].info.run_id)
     assert len(children) == 8
     child = children[0]
-    assert child.data.params["graph.hash"]
+    assert child.data.params["graph.hash"] and child.data.params["graph.formats"] in ("text", "chat")
     assert "val_score" in child.data.metrics
     names = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert {"graph.yaml", "graph.png", "predictions.json"} <= names
+
+    # every test score carries its CI; the report compares the best with the baselines on the same questions
+    best_test = summary["test"]["best:0"]
+    assert best_test["ci_low"] <= best_test["score"] <= best_test["ci_high"] and best_test["n"] == 12
+    assert summary["comparisons"] and all(c["n"] == 12 and c["verdict"] for c in summary["comparisons"])
+    parent_run = client.get_run(parents[0].info.run_id)
+    assert "final.best_test_ci_low" in parent_run.data.metrics
+    assert parent_run.data.tags.get("agentsearch.verdict") == summary["verdict"]
 
     # resuming a finished study runs no new trial and no new test evaluation
     before = fake_server.n_requests

@@ -41,7 +41,8 @@ def records(n: int) -> list[dict]:
             "id": f"ex{i}", "question": f"What is {i}+1? " + "long " * 1000, "gold": str(i + 1),
             "prediction": str(i + 1 if i % 2 else i), "correct": bool(i % 2), "prompt_tokens": 10,
             "completion_tokens": 5, "calls": 1, "cached_calls": 0, "latency_s": 0.25, "attempts": 1,
-            "error": None if i else "TimeoutError: boom", "reasoning": "because",
+            "error": None if i else "TimeoutError: boom", "reasoning": "because", "extracted": str(i),
+            "no_answer": False,
         }
         for i in range(n)
     ]
@@ -153,7 +154,7 @@ def test_study_and_complete_trial(tracker, graph):
     assert "agentsearch.reason" not in tags
     assert run.data.params == {
         "op": "cot", "lm.temperature": "0.7", "graph.name": "x", "graph.hash": graph.config_hash,
-        "graph.nodes": "1",
+        "graph.nodes": "1", "graph.formats": "text",
     }
     assert run.data.metrics == {"val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4.0}
 
@@ -162,11 +163,13 @@ def test_study_and_complete_trial(tracker, graph):
     assert AgentGraph.from_text(files["graph.yaml"]) == graph
     table = json.loads(files["predictions.json"])
     assert table["columns"] == [
-        "id", "question", "gold", "prediction", "correct", "calls", "tokens", "latency_s", "error",
+        "id", "question", "gold", "prediction", "extracted", "correct", "no_answer", "reasoning", "calls", "tokens",
+        "latency_s", "error",
     ]
     assert len(table["data"]) == 4
     row = dict(zip(table["columns"], table["data"][0], strict=True))
     assert row["id"] == "ex0" and row["tokens"] == 15 and row["error"].startswith("TimeoutError")
+    assert row["extracted"] == "0" and row["reasoning"] == "because" and row["no_answer"] is False
     assert len(row["question"]) <= 2000
 
     assert [r.info.run_id for r in tracker.child_runs(parent)] == [child]
