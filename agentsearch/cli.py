@@ -467,6 +467,10 @@ def optimize(
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not log to MLflow")] = False,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="do not enqueue the baselines")] = False,
+    baseline_names: Annotated[
+        str | None,
+        typer.Option("--baselines", help="the baselines to enqueue (default: direct,cot,cot_sc5,self_refine)"),
+    ] = None,
     max_calls: Annotated[
         int,
         typer.Option("--max-calls-per-question", min=1, help="LM calls/question budget; costlier designs are not run"),
@@ -479,6 +483,7 @@ def optimize(
     from agentsearch.optimizers import OPTIMIZERS
     from agentsearch.optimizers.base import parse_objectives
     from agentsearch.optimizers.optuna_opt import PRUNERS, SAMPLERS
+    from agentsearch.search_space.baselines import check_baseline_names
     from agentsearch.search_space.space import SearchSpace
 
     if sampler not in SAMPLERS:
@@ -529,6 +534,9 @@ def optimize(
         formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
         top_k=top_k,
         max_calls=max_calls_total,
+        baseline_names=check_baseline_names([b.strip() for b in baseline_names.split(",") if b.strip()])
+        if baseline_names is not None
+        else None,
     )
     prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
     configure_cache(None if no_cache else run_dir / "cache")
@@ -753,36 +761,37 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
         return "-" if v is None else f"{v:.3f}"
 
     def test_cells(t: dict[str, Any]) -> list[str]:
-        ci = "-" if t.get("ci_low") is None else f"{t['ci_low']:.3f}-{t['ci_high']:.3f}"
+        score = fmt(t.get("score"))
+        ci = "" if t.get("ci_low") is None else f" [{t['ci_low']:.2f}, {t['ci_high']:.2f}]"
         return [
-            fmt(t.get("score")),
-            ci,
+            score + ci,
             str(t.get("n", "-")),
             f"{t.get('tokens_per_question', 0):.0f}",
             f"{t.get('no_answer_rate', 0):.0%}",
         ]
 
-    table = Table(title=f"study {summary['study']} on {summary['benchmark']} (held-out test)")
-    for col in ("agent", "format", "val", "test", "95% CI", "n", "tokens/q", "no answer"):
-        table.add_column(col, justify="right" if col not in ("agent", "format") else "left")
+    table = Table(title=f"study {summary['study']} on {summary['benchmark']}: held-out test")
+    for col in ("agent", "format", "val", "test [95% CI]", "n", "tok/q", "no ans"):
+        table.add_column(col, justify="right" if col not in ("agent", "format") else "left", no_wrap=True)
     for name in summary["baselines"]:
         t = summary["test"].get(f"baseline:{name}", {})
         table.add_row(
-            f"baseline {name}",
+            name,
             ",".join(summary.get("baselines_format", {}).get(name, [])),
             fmt(summary["baselines_val"].get(name)),
             *test_cells(t),
         )
     for label, t in summary["test"].items():
         if label.startswith("matched:"):
-            table.add_row(f"{label.split(':', 1)[1]} (matched cost)", "", "-", *test_cells(t))
+            table.add_row(f"{label.split(':', 1)[1]} (same cost)", "", "-", *test_cells(t))
     table.add_row(
-        f"[bold]best (trial {summary['best_trial']})",
+        f"[bold]best: trial {summary['best_trial']}",
         "",
         fmt(summary["best_val"]),
         *test_cells(summary["test"]["best:0"]),
     )
-    out.print(table)
+    # piped output defaults to 80 columns, too few for the table: lay it out wider
+    (out if out.is_terminal else Console(width=max(out.width, 110))).print(table)
     for label, t in summary["test"].items():
         if t.get("n_missing"):
             err.print(

@@ -69,6 +69,7 @@ class StudyConfig:
     formats: tuple[str, ...] = FORMATS  # output formats searched; baselines are evaluated in each
     top_k: int = 3  # candidates re-evaluated on the full validation split before the test
     max_calls: int | None = None  # stop asking for trials once they cost this many LLM calls (proposers included)
+    baseline_names: tuple[str, ...] | None = None  # the baselines enqueued (None: all four)
 
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the stored one."""
@@ -322,7 +323,9 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         max_resource=len(val),
         # the enqueued baselines are TPE's startup trials; without them, a few random ones
         startup_trials=4 if cfg.baselines else max(4, min(8, cfg.trials // 4)),
-        baselines=baseline_variants(space.formats, space.primary_format) if cfg.baselines else None,
+        baselines=baseline_variants(space.formats, space.primary_format, cfg.baseline_names)
+        if cfg.baselines
+        else None,
         study_config=cfg.identity(),
     )
     return PreparedStudy(cfg, bench, val, test, splits["train"], space, optimizer)
@@ -345,9 +348,10 @@ def run_study(
         announce(f"resuming study '{cfg.study}': {optimizer.n_finished()} trials finished, {remaining} to go")
     announce(project_budget(space, cfg, len(val), len(test), remaining).describe())
     if cfg.baselines and not optimizer.resumed:
-        n_base = len(baseline_graphs()) * len(space.formats)
+        n_names = len(cfg.baseline_names or baseline_graphs())
+        n_base = n_names * len(space.formats)
         announce(
-            f"the first {min(n_base, cfg.trials)} trials are the {len(baseline_graphs())} baselines in each of "
+            f"the first {min(n_base, cfg.trials)} trials are the {n_names} baselines in each of "
             f"{len(space.formats)} formats ({', '.join(space.formats)}); {max(0, cfg.trials - n_base)} of "
             f"--trials {cfg.trials} are left for the search"
         )

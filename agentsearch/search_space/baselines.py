@@ -33,15 +33,31 @@ def cot_sc(n: int, fmt: str = DEFAULT_FORMAT) -> AgentGraph:
     return AgentGraph.single("self_consistency", name=f"cot_sc{n}", n=n, temperature=0.7).with_format(fmt)
 
 
-def baseline_variants(formats: Sequence[str], primary: str = DEFAULT_FORMAT) -> dict[str, AgentGraph]:
-    """Every baseline in every format, keyed ``name`` (the primary format: the yardsticks, first) and
-    ``name@format`` (the others)."""
+def baseline_variants(
+    formats: Sequence[str], primary: str = DEFAULT_FORMAT, names: Sequence[str] | None = None
+) -> dict[str, AgentGraph]:
+    """Every baseline (or those in ``names``) in every format, keyed ``name`` (the primary format: the
+    yardsticks, first) and ``name@format`` (the others)."""
     order = [primary] + [f for f in formats if f != primary]
     out: dict[str, AgentGraph] = {}
     for fmt in order:
         for name, graph in baseline_graphs(fmt).items():
-            out[name if fmt == primary else f"{name}@{fmt}"] = graph
+            if names is None or name in names:
+                out[name if fmt == primary else f"{name}@{fmt}"] = graph
     return out
+
+
+def check_baseline_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The names, validated (UserError naming the flag for an unknown one)."""
+    from agentsearch.errors import UserError
+
+    known = list(baseline_graphs())
+    for name in names:
+        if name not in known:
+            raise UserError(f"--baselines: unknown baseline {name!r} (choose from {', '.join(known)})")
+    if not names:
+        raise UserError(f"--baselines: name at least one of {', '.join(known)} (or use --no-baselines)")
+    return tuple(dict.fromkeys(names))
 
 
 def split_variant(key: str) -> tuple[str, str | None]:
