@@ -20,11 +20,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job: a real, small search on the embedded CPU model (see README for the wall time).
+## The main job: a real, small search on the embedded CPU model, ending on the best agent against the
+## baselines on held-out questions, with CIs and a paired verdict (see README for the wall time).
 demo: install
-	$(PY) main.py optimize --benchmark reasoning_gym:chain_sum --trials 10 --val-size 10 --test-size 12 \
-		--min-batch 4 --parallel 1 --concurrency 4 --levels prompt,module --max-calls-per-question 8 \
-		--study demo-chain-sum
+	$(PY) main.py optimize --benchmark reasoning_gym:chain_sum --trials 10 --val-size 10 --test-size 30 \
+		--min-batch 4 --parallel 1 --concurrency 4 --levels prompt,module --formats text \
+		--baselines cot,cot_sc5 --max-calls-per-question 6 --study demo-chain-sum
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -66,7 +66,12 @@ ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="examp
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 RunDirOpt = Annotated[Path, typer.Option("--run-dir", help="run directory (DSPy cache, records)")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="turn DSPy's response cache off")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", min=1.0, help="seconds per LM call before it is retried")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout", min=1.0, help="seconds per LM call before it is retried (default: 120; 600 for --model local)"
+    ),
+]
 
 
 def _user_error(message: str) -> Exception:
@@ -94,7 +99,7 @@ def models_from_flags(
     local_model: str | None,
     run_dir: Path,
     cache: bool,
-    timeout: float,
+    timeout: float | None,
     announce: Any = None,
     local_model_size: str | None = None,
 ) -> Any:
@@ -232,7 +237,7 @@ def evaluate(
     concurrency: ConcurrencyOpt = 8,
     run_dir: RunDirOpt = Path("runs/evaluate"),
     no_cache: NoCacheOpt = False,
-    timeout: TimeoutOpt = 120.0,
+    timeout: TimeoutOpt = None,
     records: Annotated[Path | None, typer.Option("--records", help="write per-example records (JSONL)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -328,7 +333,7 @@ def run(
     local_model: LocalModelOpt = None,
     local_model_size: LocalSizeOpt = None,
     run_dir: RunDirOpt = Path("runs/run"),
-    timeout: TimeoutOpt = 120.0,
+    timeout: TimeoutOpt = None,
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="print the reasoning too")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -476,7 +481,7 @@ def optimize(
         typer.Option("--max-calls-per-question", min=1, help="LM calls/question budget; costlier designs are not run"),
     ] = 24,
     no_cache: NoCacheOpt = False,
-    timeout: TimeoutOpt = 120.0,
+    timeout: TimeoutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search agent designs on a benchmark; log to MLflow; test the best once; export it."""
@@ -745,6 +750,8 @@ class _StudyProgress:
         label = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "FAILED"}[result.state]
         val = result.metrics.get("val_score")
         shown = f"val {val:.3f}" if val is not None else ""
+        if result.metrics.get("no_answer_rate"):
+            shown += f" ({result.metrics['no_answer_rate']:.0%} no answer)"
         why = f" ({result.reason})" if result.reason and result.state != "COMPLETE" else ""
         line = f"trial {candidate.number:>3} {label:<6} {shown:<10} {candidate.origin:<18} {candidate.graph.summary()}"
         self.bar.console.print(

@@ -74,9 +74,16 @@ def run_arm(
         top_k=3,
         max_calls=args.max_calls,
     )
+    class Trials:  # one log line per finished trial
+        def trial_finished(self, candidate: Any, result: Any, records: Any) -> None:
+            m = result.metrics
+            val = f"val {m['val_score']:.3f} on {int(m.get('n_examples', 0))}" if "val_score" in m else ""
+            log(f"trial {candidate.number:>3} {result.state:<8} {val:<15} {candidate.origin:<18} "
+                f"{candidate.graph.summary()}" + (f" ({result.reason})" if result.reason else ""))
+
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
-        summary = run_study(cfg, lms, announce=log)
+        summary = run_study(cfg, lms, announce=log, observer=Trials())
     return summary, time.perf_counter() - start
 
 

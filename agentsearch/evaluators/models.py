@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: The packaged embedded models (``--local-model-size``); see docs/performance.md for how they compare.
 LOCAL_MODEL_SIZES = ("0.5b", "1.5b")
+#: Seconds one call to the embedded CPU model may take before it is retried (see ModelSet.call_timeout).
+LOCAL_TIMEOUT_S = 600.0
 
 
 class EndpointSpec(BaseModel):
@@ -142,7 +144,7 @@ class ModelSet:
         *,
         run_dir: Path,
         cache: bool = True,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = None,
         api_key: str | None = None,
         announce: Callable[[str], None] = lambda msg: None,
         progress: Callable[[int, int], None] | None = None,
@@ -163,11 +165,19 @@ class ModelSet:
             for alias, spec in self.specs.items():
                 eps = self._launch(alias, spec) if spec.launcher else self._connect(alias, spec)
                 self.endpoints[alias] = eps
-                self.lms[alias] = build_lm(eps, cache=self.cache, timeout=self.timeout)
+                self.lms[alias] = build_lm(eps, cache=self.cache, timeout=self.call_timeout(spec))
         except BaseException:
             self._stack.close()
             raise
         return self
+
+    def call_timeout(self, spec: ModelSpec) -> float:
+        """Seconds one LM call may take: ``timeout`` if given; else 120 s for endpoints and 600 s for the
+        embedded CPU model, whose 4 slots share 2 cores (a 1,024-token reply takes about 2 minutes there
+        even on an idle machine)."""
+        if self.timeout is not None:
+            return self.timeout
+        return LOCAL_TIMEOUT_S if spec.launcher == "local" else DEFAULT_TIMEOUT_S
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()

@@ -299,6 +299,7 @@ def _metrics(records: Sequence[ExampleRecord]) -> dict[str, Any]:
         "n_examples": float(n),
         "n_errors": float(sum(r.error is not None for r in records)),
         "n_model_errors": float(sum(r.error_kind == "model" for r in records)),
+        "no_answer_rate": sum(r.no_answer for r in records) / n,
         "calls": float(sum(r.calls for r in records)),
         "tokens": float(sum(r.tokens for r in records)),
     }

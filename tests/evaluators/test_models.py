@@ -141,3 +141,13 @@ def test_flags(tmp_path):
         spec_from_flags("gpt-x", [])
     with pytest.raises(UserError, match="drop --api-base"):
         spec_from_flags("local", ["http://x/v1"])
+
+
+def test_the_embedded_model_gets_a_longer_call_timeout(tmp_path):
+    from agentsearch.evaluators.models import LOCAL_TIMEOUT_S, ModelSet, spec_from_flags
+
+    local, remote = spec_from_flags("local", []), spec_from_flags("m", ["http://127.0.0.1:9/v1"])
+    assert ModelSet({}, run_dir=tmp_path).call_timeout(local) == LOCAL_TIMEOUT_S == 600
+    assert ModelSet({}, run_dir=tmp_path).call_timeout(remote) == 120
+    assert ModelSet({}, run_dir=tmp_path, timeout=30).call_timeout(local) == 30  # --timeout wins
+    assert spec_from_flags("local", [], local_model_size="1.5b").local_model_size == "1.5b"
