@@ -734,22 +734,24 @@ class _StudyProgress:
             self.bar.update(self.task, calls=f"{self.calls:,}", tokens=f"{self.tokens:,}")
 
     def trial_finished(self, candidate: Any, result: Any, records: Any) -> None:
+        rejected = result.state == "PRUNED" and not result.metrics.get("n_examples")  # over budget: resampled
+        counted = result.state in ("COMPLETE", "PRUNED") and not rejected
         with self._lock:
-            if result.state in ("COMPLETE", "PRUNED"):
+            if counted:
                 self.finished += 1
-            self.pruned += result.state == "PRUNED"
+            self.pruned += result.state == "PRUNED" and not rejected
             score = result.metrics.get("val_score")
             if result.state == "COMPLETE" and score is not None and (self.best is None or score > self.best):
                 self.best = score
             self.bar.update(
                 self.task,
-                advance=1 if result.state in ("COMPLETE", "PRUNED") else 0,
+                advance=1 if counted else 0,
                 pruned=self.pruned,
                 best="-" if self.best is None else f"{self.best:.3f}",
             )
-        label = {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "FAILED"}[result.state]
+        label = "skipped" if rejected else {"COMPLETE": "done", "PRUNED": "pruned", "FAIL": "FAILED"}[result.state]
         val = result.metrics.get("val_score")
-        shown = f"val {val:.3f}" if val is not None else ""
+        shown = f"val {val:.3f}" if val is not None and not rejected else ""
         if result.metrics.get("no_answer_rate"):
             shown += f" ({result.metrics['no_answer_rate']:.0%} no answer)"
         why = f" ({result.reason})" if result.reason and result.state != "COMPLETE" else ""

@@ -22,3 +22,7 @@ class DataError(UserError):
 
 class EndpointError(UserError):
     """An LLM endpoint cannot be reached or answers with something unusable."""
+
+
+class ProposerError(UserError):
+    """An LLM-driven strategy's proposer failed every time it was asked (the study is saved)."""

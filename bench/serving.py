@@ -63,7 +63,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agentsearch.evaluators.backends.local import (  # noqa: E402
-    LlamaCppPythonBackend,
     LocalServer,
     LocalServerConfig,
     XllamacppBackend,
@@ -71,6 +70,35 @@ from agentsearch.evaluators.backends.local import (  # noqa: E402
     default_threads,
     resolve_model,
 )
+
+
+class LlamaCppPythonBackend:
+    """``python -m llama_cpp.server`` (llama-cpp-python): one request at a time; for comparisons."""
+
+    name = "llama-cpp-python"
+    health_path = "/v1/models"  # this server has no /health route
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python or sys.executable
+
+    def command(
+        self,
+        model_path: Path,
+        host: str,
+        port: int,
+        *,
+        parallel: int,
+        threads: int,
+        ctx_size: int,
+        alias: str,
+    ) -> list[str]:
+        """``parallel`` is ignored: this server has a single sequence."""
+        return [
+            self.python, "-m", "llama_cpp.server", "--model", str(model_path),
+            "--host", host, "--port", str(port), "--n_threads", str(threads),
+            "--n_threads_batch", str(threads), "--n_ctx", str(ctx_size), "--model_alias", alias,
+        ]
+
 
 SYSTEM = (
     "You are a helpful assistant. Answer the user's request directly and in plain prose. "

@@ -532,7 +532,7 @@ class ReasoningPolicy:
         p_direct: float = 0.3,
         p_reasoning: float = 0.6,
         instruction_bonus: float = 0.1,
-        bonus_keywords: Iterable[str] = ("step by step", "carefully", "verify"),
+        bonus_keywords: Iterable[str] = ("carefully", "verify"),
         majority_prob: float = 0.9,
         max_p: float = 0.95,
         unknown_answer: str = "0",

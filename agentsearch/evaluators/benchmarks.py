@@ -40,6 +40,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import math
 import re
 import threading
@@ -67,6 +68,8 @@ __all__ = [
     "split_examples",
 ]
 
+log = logging.getLogger(__name__)
+
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
@@ -90,6 +93,7 @@ class Score:
     correct: bool
     value: float
     extracted: str
+    error: str | None = None  # the scorer itself failed (the prediction is counted wrong, and says why)
 
     @property
     def no_answer(self) -> bool:
@@ -264,6 +268,21 @@ class Benchmark(ABC):
             numeric = bool(pool) and all(normalize_number(ex.answer) is not None for ex in pool)
             kind = self.__dict__["_answer_kind"] = "number" if numeric else "text"
         return kind
+
+    @property
+    def metric_description(self) -> str:
+        """How an answer is scored, in words (what LLM proposers are told)."""
+        if self.answer_kind == "number":
+            return (
+                "The final answer is a number. It is read from the reply (an 'Answer:' line, \\boxed{...}, "
+                "'the answer is ...', else the last number) and compared with the gold answer as a number "
+                "(1,080 = 1080.0; 3/4 = 0.75)."
+            )
+        return (
+            "The final answer is a short text read from the reply (an 'Answer:' line, \\boxed{...}, "
+            "'the answer is ...') and compared with the gold answer after normalization (case, spacing, "
+            "punctuation; numbers as numbers, math expressions by math-verify)."
+        )
 
     def extract(self, prediction: str) -> str:
         """The final answer in ``prediction`` as this benchmark compares it (``""``: none)."""
@@ -587,9 +606,18 @@ class ReasoningGym(Benchmark):
             return Score(False, 0.0, "")
         try:
             value = float(self._dataset(self.size).score_answer(answer=extracted, entry=entry))
-        except Exception:  # noqa: BLE001 - a scorer crash is a wrong answer, not a crashed run
-            value = 0.0
+        except Exception as exc:  # noqa: BLE001 - a scorer crash is a wrong answer, recorded as such
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            log.warning("%s: the scorer failed on example %s (%s); scored wrong", self.name, example.id, reason)
+            return Score(False, 0.0, extracted, error=f"scoring error: {reason}")
         return Score(value == 1.0, value, extracted)
+
+    @property
+    def metric_description(self) -> str:
+        return (
+            f"The final answer is read from the reply (an 'Answer:' line, \\boxed{{...}}, 'the answer is ...') "
+            f"and scored by reasoning-gym's own scorer for {self.task}; only a perfect score counts as correct."
+        )
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "task": self.task, "generator_seed": self.seed}

@@ -12,6 +12,8 @@ crashes the evaluation; it is recorded on the example (``error``, ``error_kind``
 A record keeps the prediction, the answer the benchmark extracted from it (``extracted``; empty: the
 reply had no answer, ``no_answer``) and the score's ``value`` (partial credit where a scorer gives it).
 - ``internal``: anything else (a bug); retried, recorded, and treated like ``endpoint``.
+- ``scoring``: the benchmark's scorer failed on the prediction; the example counts as wrong and the
+  record says why (it is not the endpoint's fault, so the trial stands).
 """
 
 from __future__ import annotations
@@ -215,6 +217,8 @@ class Evaluator:
                 scored = self.metric(example, record.prediction)
                 if isinstance(scored, Score):
                     record.correct, record.value, record.extracted = scored.correct, scored.value, scored.extracted
+                    if scored.error:  # the scorer failed: counted wrong, and the record says why
+                        record.error, record.error_kind = scored.error[:500], "scoring"
                 else:
                     record.correct = bool(scored)
                     record.value, record.extracted = float(record.correct), record.prediction

@@ -610,7 +610,15 @@ def _build_insights(
     except AdapterParseError:
         text = ""
     insights = tuple(i[:300] for i in _lines(text, params.max_insights))  # type: ignore[attr-defined]
-    new_params = params.model_copy(update={"insights": insights or ("Solve carefully and check the arithmetic.",)})
+    if not insights:  # nothing learned: store nothing (the node runs as plain chain of thought) and say so
+        log.warning(
+            "experience node %s: no insight could be distilled from %d solved and %d failed train examples; "
+            "its memory is empty",
+            node.id,
+            len(successes),
+            len(failures),
+        )
+    new_params = params.model_copy(update={"insights": insights, "built": True})
     return node.model_copy(update={"params": new_params})
 
 

@@ -16,8 +16,13 @@ from agentsearch.search_space.graph import AgentGraph
 
 
 def needs_preparation(graph: AgentGraph) -> bool:
-    """True when a node must be built from training data first (e.g. an experience node without insights)."""
-    return any(node.spec.needs_train and not getattr(node.params, "insights", ()) for node in graph.nodes)
+    """True when a node must be built from training data first (an experience node whose memory is not built)."""
+    return any(_unbuilt(node) for node in graph.nodes)
+
+
+def _unbuilt(node: Any) -> bool:
+    p = node.params
+    return node.spec.needs_train and not getattr(p, "built", False) and not getattr(p, "insights", ())
 
 
 def prepare_graph(
@@ -36,7 +41,7 @@ def prepare_graph(
         raise DataError(f"graph '{graph.name}': an experience node needs a train split (it is empty)")
     nodes = []
     for node in graph.nodes:
-        if node.spec.needs_train and not getattr(node.params, "insights", ()):
+        if _unbuilt(node):
             node = build_insights(node, lms[getattr(node.params, "model", "default")], train, metric, answer_kind)
         nodes.append(node)
     return graph.model_copy(update={"nodes": tuple(nodes)})

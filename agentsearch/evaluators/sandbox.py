@@ -294,8 +294,8 @@ def _sandbox_child() -> None:  # pragma: no cover - runs in the child interprete
             for entry in os.listdir("/proc"):
                 try:
                     nproc += entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == mine
-                except OSError:
-                    pass
+                except OSError:  # the process ended while we counted: it no longer uses a slot
+                    continue
         setlimit(resource.RLIMIT_NPROC, nproc)
         applied.append("rlimits")
     except Exception as exc:

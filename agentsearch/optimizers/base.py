@@ -23,6 +23,9 @@ OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
 
 State = Literal["COMPLETE", "PRUNED", "FAIL"]
 
+#: How the reason of a design rejected unrun (over ``--max-calls-per-question``) starts.
+OVER_BUDGET = "over budget"
+
 
 def parse_objectives(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     from agentsearch.errors import UserError
@@ -97,6 +100,16 @@ class FinishedTrial:
     def is_baseline(self) -> bool:
         return self.origin.startswith("baseline:")
 
+    @property
+    def rejected_unrun(self) -> bool:
+        """Pruned before any question: over the calls/question budget (see :data:`OVER_BUDGET`)."""
+        return self.state == "PRUNED" and (self.reason or "").startswith(OVER_BUDGET)
+
+    @property
+    def counts(self) -> bool:
+        """Whether it counts toward ``--trials``: evaluated (COMPLETE, or PRUNED after some questions)."""
+        return self.state in ("COMPLETE", "PRUNED") and not self.rejected_unrun
+
 
 class Optimizer(ABC):
     """Ask/tell optimizer over agent graphs. Subclasses keep their state durable where they can."""
@@ -138,8 +151,9 @@ class Optimizer(ABC):
         return sorted(front, key=lambda t: (-t.values[0], t.number))  # type: ignore[index]
 
     def n_finished(self) -> int:
-        """Trials that count toward the budget: COMPLETE and PRUNED (failed ones are redone)."""
-        return sum(t.state in ("COMPLETE", "PRUNED") for t in self.trials())
+        """Trials that count toward ``--trials``: evaluated ones, COMPLETE or PRUNED (failed ones are redone;
+        designs over the calls/question budget, rejected unrun, are resampled)."""
+        return sum(t.counts for t in self.trials())
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (called once by the loop at the end)."""

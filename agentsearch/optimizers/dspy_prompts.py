@@ -343,6 +343,7 @@ def optimize_prompts(
     valset: Sequence[Example] | None = None,
     num_threads: int = 4,
     answer_kind: str = "text",
+    on_failure: Callable[[str], None] | None = None,
 ) -> AgentGraph:
     """``graph`` with the instructions/demos DSPy's ``method`` optimizer found on ``train``.
 
@@ -385,8 +386,10 @@ def optimize_prompts(
             raise program._shared.lm_error from exc
         if isinstance(exc, LMError) and not isinstance(exc, ContextWindowExceededError):
             raise
-        log.warning("graph '%s': %s prompt optimization failed, graph unchanged (%s: %s)", graph.name, method,
-                    type(exc).__name__, _first_line(exc))
+        reason = f"{method} failed: {type(exc).__name__}: {_first_line(exc)}"[:500]
+        log.warning("graph '%s': %s; the graph is evaluated unchanged", graph.name, reason)
+        if on_failure is not None:
+            on_failure(reason)  # the trial says so (metric, user attr, MLflow tag)
         return graph
     if program._shared.lm_error is not None:
         raise program._shared.lm_error

@@ -20,7 +20,7 @@ from dspy.utils.exceptions import AdapterParseError
 from agentsearch.evaluators.lm import Meter, metering
 from agentsearch.optimizers.base import Candidate, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer
-from agentsearch.optimizers.proposal import charge_proposer
+from agentsearch.optimizers.proposal import ProposerFailures, charge_proposer, proposer_failed_metric
 from agentsearch.search_space.operators import DEFAULT_FORMAT
 from agentsearch.search_space.space import PromptPool, SearchSpace
 
@@ -120,6 +120,8 @@ class InstructionProposer(OptunaOptimizer):
             self.space.pool.instructions[:] = stored.get("instructions", [])  # type: ignore[union-attr]
             self.space.pool.demo_sets[:] = stored.get("demo_sets", [])  # type: ignore[union-attr]
         self._pending: dict[int, Meter] = {}
+        self.failures = ProposerFailures(self)
+        self._answered = False  # the proposer LM answered during this ask (a success resets the failure count)
 
     @property
     def pool(self) -> PromptPool:
@@ -133,12 +135,16 @@ class InstructionProposer(OptunaOptimizer):
         meter = Meter()
         if self.n_waiting() == 0:
             with metering(meter):
+                self._answered = False
                 try:
                     self._maybe_bootstrap()
                     self._maybe_propose()
-                except AdapterParseError as exc:
-                    log.warning("the proposer's output could not be parsed: %s", exc)
+                    if self._answered:
+                        self.failures.succeeded()
+                except Exception as exc:  # noqa: BLE001 - recorded with the trial; stops the study if it always fails
+                    self.failures.record(exc)
         candidate = super().ask()
+        self.failures.mark(candidate)
         if meter.total.calls:
             self._pending[candidate.number] = meter
         return candidate
@@ -188,6 +194,7 @@ class InstructionProposer(OptunaOptimizer):
 
         with dspy.context(adapter=proposer_adapter()):
             out = propose(**inputs, config={"temperature": 0.7, "rollout_id": len(done)})
+        self._answered = True
         text = " ".join(str(out.new_instruction or "").split())[:2000]
         if len(text) < 10:
             return
@@ -214,4 +221,5 @@ class InstructionProposer(OptunaOptimizer):
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
         meter = self._pending.pop(candidate.number, None)
         charge_proposer(result, meter)
+        proposer_failed_metric(result, candidate)
         super().tell(candidate, result)

@@ -248,6 +248,8 @@ class OptunaOptimizer(Optimizer):
             trial.set_user_attr("examples", result.examples)
         if result.outcomes:
             trial.set_user_attr("outcomes", result.outcomes)
+        if candidate.info.get("prompt_optimizer_error"):
+            trial.set_user_attr("prompt_optimizer_error", candidate.info["prompt_optimizer_error"])
         if result.reason:
             trial.set_user_attr("reason", result.reason[:2000])
         if result.state == "COMPLETE":

@@ -32,6 +32,7 @@ class ProposalOptimizer(OptunaOptimizer):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._pending_usage: dict[int, Meter] = {}
+        self.failures = ProposerFailures(self)
 
     @abstractmethod
     def propose(self, archive: list[FinishedTrial]) -> tuple[Any, ...] | None:
@@ -64,6 +65,7 @@ class ProposalOptimizer(OptunaOptimizer):
         else:
             meter = None
         candidate = super().ask()
+        self.failures.mark(candidate)
         if meter is not None and meter.total.calls:
             self._pending_usage[candidate.number] = meter
         return candidate
@@ -74,9 +76,10 @@ class ProposalOptimizer(OptunaOptimizer):
         for attempt in range(self.max_attempts):
             try:
                 proposal = self.propose(archive)
-            except Exception as exc:  # noqa: BLE001 - a failing proposer must not stop the study
-                log.warning("%s proposal failed: %s", self.name, exc)
+            except Exception as exc:  # noqa: BLE001 - recorded with the trial; the study stops if it always fails
+                self.failures.record(exc)
                 return None
+            self.failures.succeeded()
             if proposal is None:
                 return None
             graph, origin = proposal[0], proposal[1]
@@ -90,7 +93,55 @@ class ProposalOptimizer(OptunaOptimizer):
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
         meter = self._pending_usage.pop(candidate.number, None)
         charge_proposer(result, meter)
+        proposer_failed_metric(result, candidate)
         super().tell(candidate, result)
+
+
+class ProposerFailures:
+    """Proposer failures of a strategy: each is logged, recorded with the trial the sampler ran instead
+    (``info["proposer_error"]`` and the ``proposer_failed`` metric) and counted in the study; after
+    ``limit`` in a row the study stops with :class:`~agentsearch.errors.ProposerError` (a broken
+    proposer model must not quietly turn an LLM-driven study into a TPE study)."""
+
+    ATTR = "agentsearch.proposer_failures"
+
+    def __init__(self, optimizer: Any, limit: int = 3):
+        self.optimizer = optimizer
+        self.limit = limit
+        self.in_a_row = 0
+        self._last: str | None = None
+
+    def record(self, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        log.warning("%s: the proposer failed (%s); the sampler proposes this trial", self.optimizer.name, reason)
+        self.in_a_row += 1
+        self._last = reason
+        study = self.optimizer.study
+        study.set_user_attr(self.ATTR, int(study.user_attrs.get(self.ATTR, 0)) + 1)
+        if self.in_a_row >= self.limit:
+            from agentsearch.errors import ProposerError
+
+            raise ProposerError(
+                f"--optimizer {self.optimizer.name}: the proposer failed {self.in_a_row} times in a row "
+                f"(last: {reason}); check --proposer-model, or resume with another --optimizer"
+            )
+
+    def succeeded(self) -> None:
+        self.in_a_row = 0
+
+    def mark(self, candidate: Candidate) -> None:
+        """The next trial after a failure says it was sampled because the proposer failed."""
+        if self._last is not None:
+            candidate.info["proposer_error"] = self._last
+            candidate.info.setdefault("proposer", self.optimizer.name)
+            if candidate.handle is not None:  # kept with the trial in the study, as proposals are
+                candidate.handle.set_user_attr("proposal", dict(candidate.info))
+            self._last = None
+
+
+def proposer_failed_metric(result: TrialResult, candidate: Candidate) -> None:
+    if candidate.info.get("proposer_error"):
+        result.metrics["proposer_failed"] = 1.0
 
 
 def charge_proposer(result: TrialResult, meter: Meter | None) -> None:

@@ -22,7 +22,7 @@ import dspy
 from agentsearch.evaluators.benchmarks import Example
 from agentsearch.evaluators.evaluator import EvalResult, Evaluator, ExampleRecord
 from agentsearch.evaluators.lm import metering
-from agentsearch.optimizers.base import Candidate, Optimizer, TrialResult
+from agentsearch.optimizers.base import OVER_BUDGET, Candidate, Optimizer, TrialResult
 from agentsearch.search_space.graph import AgentGraph
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class LoopStats:
     finished: int = 0
     complete: int = 0
     pruned: int = 0
+    rejected: int = 0  # over the calls/question budget, not run (resampled; not counted as trials)
     failed: int = 0
     duplicates: int = 0
     calls: int = 0  # LM calls spent in this session (cache hits are free)
@@ -89,6 +90,7 @@ class SearchLoop:
         concurrency: int = 8,
         min_batch: int = 8,
         max_consecutive_failures: int = 3,
+        max_consecutive_rejected: int = 200,
         observer: LoopObserver | None = None,
         max_calls_per_question: int | None = None,
         prepare: Callable[[Candidate], AgentGraph] | None = None,
@@ -105,6 +107,7 @@ class SearchLoop:
         self.concurrency = concurrency
         self.schedule = minibatch_schedule(len(self.val), min_batch)
         self.max_consecutive_failures = max_consecutive_failures
+        self.max_consecutive_rejected = max_consecutive_rejected
         self.observer = observer
         self.max_calls_per_question = max_calls_per_question
         self.max_calls = max_calls
@@ -127,7 +130,7 @@ class SearchLoop:
         graph = candidate.graph
         expected = graph.expected_calls()
         if self.max_calls_per_question is not None and expected > self.max_calls_per_question:
-            reason = f"over budget: up to {expected} LM calls/question > {self.max_calls_per_question} (not run)"
+            reason = f"{OVER_BUDGET}: up to {expected} LM calls/question > {self.max_calls_per_question} (not run)"
             return TrialResult(
                 "PRUNED",
                 {"val_score": 0.0, "n_examples": 0.0, "expected_calls": float(expected)},
@@ -143,6 +146,8 @@ class SearchLoop:
                 prep = {"prepare_calls": float(usage.calls), "prepare_tokens": float(usage.design_tokens)}
                 self.stats.calls += usage.calls - usage.cached_calls  # spent now (cache hits are free)
                 self.stats.tokens += usage.tokens
+        if candidate.info.get("prompt_optimizer_error"):
+            prep["prompt_optimizer_failed"] = 1.0
         known = self._known.get(graph.config_hash)
         if known is not None:  # the score is reused; this trial itself cost nothing (beyond its preparation)
             metrics = {**known, "calls": prep.get("prepare_calls", 0.0), "tokens": prep.get("prepare_tokens", 0.0)}
@@ -152,8 +157,8 @@ class SearchLoop:
         result.outcomes = "".join("1" if r.correct else "0" for r in records)
         if prep:
             result.metrics.update(prep)
-            result.metrics["calls"] = result.metrics.get("calls", 0.0) + prep["prepare_calls"]
-            result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + prep["prepare_tokens"]
+            result.metrics["calls"] = result.metrics.get("calls", 0.0) + prep.get("prepare_calls", 0.0)
+            result.metrics["tokens"] = result.metrics.get("tokens", 0.0) + prep.get("prepare_tokens", 0.0)
         return result, records
 
     def _evaluate(self, candidate: Candidate, graph: AgentGraph) -> tuple[TrialResult, list[ExampleRecord]]:
@@ -197,6 +202,7 @@ class SearchLoop:
         start = time.perf_counter()
         remaining = self.n_trials - self.optimizer.n_finished()
         consecutive_failures = 0
+        consecutive_rejected = 0
         in_flight: dict[Future, Candidate] = {}
         pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="agentsearch-trial")
         try:
@@ -213,8 +219,18 @@ class SearchLoop:
                     if result.state == "FAIL":
                         consecutive_failures += 1
                         self._requeue(candidate)
+                    elif result.state == "PRUNED" and result.step == 0:  # over budget, not run: sample again
+                        consecutive_rejected += 1
+                        if consecutive_rejected >= self.max_consecutive_rejected:
+                            self.stats.stopped_reason = (
+                                f"{consecutive_rejected} designs in a row were over --max-calls-per-question "
+                                f"{self.max_calls_per_question}; raise it or narrow the space (--levels)"
+                            )
+                            self._cancel.set()
+                            self._drain(in_flight)
+                            raise StudyStopped(self.stats.stopped_reason)
                     else:
-                        consecutive_failures = 0
+                        consecutive_failures = consecutive_rejected = 0
                         remaining -= 1
                 if consecutive_failures >= self.max_consecutive_failures:
                     self.stats.stopped_reason = (
@@ -278,6 +294,8 @@ class SearchLoop:
                 self.stats.duplicates += 1
             else:
                 self._known.setdefault(candidate.graph.config_hash, dict(result.metrics))
+        elif result.state == "PRUNED" and result.step == 0:
+            self.stats.rejected += 1
         elif result.state == "PRUNED":
             self.stats.pruned += 1
             self.stats.finished += 1

@@ -169,6 +169,7 @@ class _MlflowObserver:
 
     def trial_finished(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
         try:
+            failed_prompts = candidate.info.get("prompt_optimizer_error")
             run_id = self.tracker.log_trial(
                 self.parent,
                 candidate.number,
@@ -179,6 +180,7 @@ class _MlflowObserver:
                 records=[asdict(r) for r in records],
                 reason=result.reason,
                 origin=candidate.origin,
+                extra_tags={"agentsearch.prompt_optimizer_error": failed_prompts} if failed_prompts else None,
             )
             if candidate.info:  # how an LLM or evolution proposed it: the proposer's inputs and output
                 text = json.dumps(candidate.info, indent=2, default=str)
@@ -397,6 +399,7 @@ def run_study(
                 seed=cfg.seed,
                 proposer_lm=proposer_lm,
                 answer_kind=bench.answer_kind,
+                on_failure=lambda reason: candidate.info.update(prompt_optimizer_error=reason),
             )
         return graph
 
@@ -565,12 +568,15 @@ def finalize_study(
         ]
         if len(cfg.objectives) > 1
         else [],
-        "n_trials": sum(t.state in ("COMPLETE", "PRUNED") for t in trials),
+        "n_trials": sum(t.counts for t in trials),
         "n_complete": sum(t.state == "COMPLETE" for t in trials),
-        "n_pruned": sum(t.state == "PRUNED" for t in trials),
+        "n_pruned": sum(t.state == "PRUNED" and not t.rejected_unrun for t in trials),
+        "n_over_budget": sum(t.rejected_unrun for t in trials),  # sampled over the calls/question cap: not run
         "n_failed": sum(t.state == "FAIL" for t in trials),
         "calls": int(sum(t.metrics.get("calls", 0) for t in trials)),
         "tokens": int(sum(t.metrics.get("tokens", 0) for t in trials)),
+        "proposer_failures": int(attrs.get("agentsearch.proposer_failures", 0)),
+        "prompt_optimizer_failures": sum(bool(t.metrics.get("prompt_optimizer_failed")) for t in trials),
         "session_calls": stats.calls,
         "selection_calls": selection.calls if selection is not None else 0,
         "stopped_reason": stats.stopped_reason,
@@ -596,7 +602,7 @@ def task_description(bench: Benchmark) -> str:
     """What proposers are told the task is: the benchmark and two example questions."""
     examples = bench.examples()[:2]
     shown = "\n".join(f"Example question: {e.question[:400]}\nExample answer: {e.answer}" for e in examples)
-    return f"Answer {bench.name} questions; the final answer is scored by exact match.\n{shown}"
+    return f"Answer {bench.name} questions. {bench.metric_description}\n{shown}"
 
 
 def default_study_name(benchmark: str) -> str:

@@ -275,6 +275,7 @@ class MlflowTracker:
         records: list[dict] | None = None,
         reason: str | None = None,
         origin: str = "",
+        extra_tags: Mapping[str, str] | None = None,
     ) -> str:
         """Log one finished trial as a nested child run (thread-safe); returns the child run id."""
         tags = {
@@ -286,6 +287,7 @@ class MlflowTracker:
         }
         if reason:
             tags["agentsearch.reason"] = _truncate(str(reason), MAX_TAG_LEN)
+        tags.update({k: _truncate(str(v), MAX_TAG_LEN) for k, v in (extra_tags or {}).items()})
         trial_params = flatten(redact(params))
         if graph is not None:
             tags["agentsearch.config_hash"] = graph.config_hash

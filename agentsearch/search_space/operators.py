@@ -107,6 +107,7 @@ class ReflexionParams(LMParams):
 
 class ExperienceParams(LMParams):
     insights: tuple[str, ...] = Field((), description="distilled lessons (built on the train split, then frozen)")
+    built: bool = Field(False, description="the memory was built from the train split (it may hold no insight)")
     n_train: int = Field(8, ge=2, le=64, description="train examples solved to build the memory")
     max_insights: int = Field(5, ge=1, le=12, description="most insights kept")
 

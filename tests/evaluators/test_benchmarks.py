@@ -488,3 +488,35 @@ def test_subclass_without_super_init_can_cache():
     assert len(bench.split(SplitSpec(val_size=1, test_size=1))["train"]) == 3
     bench.examples()
     assert bench.loads == 1
+
+
+def test_a_scorer_crash_is_a_wrong_answer_recorded_as_a_scoring_error(monkeypatch):
+    from agentsearch.evaluators.benchmarks import ReasoningGym, SplitSpec
+    from agentsearch.evaluators.evaluator import Evaluator
+
+    bench = ReasoningGym("chain_sum")
+    ex = bench.split(SplitSpec(val_size=1, test_size=1))["val"][0]
+
+    class Broken:
+        def score_answer(self, answer, entry):
+            raise ValueError("cannot parse 'seven'")
+
+    monkeypatch.setattr(bench, "_dataset", lambda size: Broken())
+    score = bench.score(ex, "Answer: seven")
+    assert not score.correct and score.extracted == "seven" and "scoring error: ValueError" in score.error
+
+    class Echo:
+        def __call__(self, question):
+            import dspy
+
+            return dspy.Prediction(answer="seven", reasoning="")
+
+    record = Evaluator(bench.score, concurrency=1).evaluate(Echo(), [ex]).records[0]
+    assert record.error_kind == "scoring" and "cannot parse" in record.error and not record.correct
+
+
+def test_benchmarks_describe_their_metric_for_proposers():
+    from agentsearch.evaluators.benchmarks import GSM8K, ReasoningGym
+
+    assert "as a number" in GSM8K().metric_description
+    assert "reasoning-gym's own scorer" in ReasoningGym("chain_sum").metric_description

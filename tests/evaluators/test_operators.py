@@ -299,3 +299,34 @@ def test_upstream_solutions_render_the_same_whatever_their_format(fake_server):
     assert compile_graph(g, lms={"default": make_lm(fake_server)})(question=QUESTION).answer == "11"
     (prompt,) = seen
     assert prompt.count("I add the numbers.\nAnswer: 11") == 2, prompt
+
+
+def test_experience_memory_is_distilled_from_train_and_never_made_up(fake_server):
+    from agentsearch.evaluators.benchmarks import Example
+    from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
+
+    train = [Example(f"t{i}", q, a) for i, (q, a) in enumerate(list(QUESTIONS.items())[:4])]
+    lms = {"default": make_lm(fake_server)}
+    graph = AgentGraph.single("experience", n_train=4)
+    assert needs_preparation(graph)
+
+    def metric(ex, answer):
+        return answer == ex.answer
+
+    fake_server.policy = lambda req: (
+        {"insights": "1. Multiply before adding.\n2. Check the total."}
+        if "insights" in req.output_names
+        else {"reasoning": "r", "answer": "1"}
+    )
+    built = prepare_graph(graph, lms, train, metric)
+    assert built.node("solve").params.insights == ("Multiply before adding.", "Check the total.")
+    assert built.node("solve").params.built and not needs_preparation(built)
+
+    fake_server.policy = lambda req: (  # nothing to distill
+        {"insights": ""} if "insights" in req.output_names else {"reasoning": "r", "answer": "1"}
+    )
+    empty = prepare_graph(graph, lms, train, metric)
+    params = empty.node("solve").params
+    assert params.insights == () and params.built, "no invented insight"
+    assert not needs_preparation(empty), "an empty memory is built once, not rebuilt every time"
+    assert AgentGraph.from_text(empty.to_yaml()).node("solve").params.built

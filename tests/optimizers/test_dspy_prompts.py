@@ -164,9 +164,11 @@ def test_nothing_to_store_means_no_lm_call(fake_server: FakeOpenAIServer) -> Non
 
 
 def _noisy(server: FakeOpenAIServer) -> None:
-    # 20% correct, 90% with the keywords of NEW_INSTRUCTION (or demos whose reasoning says "step by step"): a
-    # default prompt that happens to score 100% on the few validation examples is unlikely
-    server.policy = ReasoningPolicy(QUESTIONS, p_direct=0.2, p_reasoning=0.2, instruction_bonus=0.7)
+    # 20% correct, 90% with the keywords of NEW_INSTRUCTION ("verify", "carefully"; not "step by step", which every
+    # text-format prompt says): a default prompt that happens to score 100% on a few questions is unlikely
+    server.policy = ReasoningPolicy(
+        QUESTIONS, p_direct=0.2, p_reasoning=0.2, instruction_bonus=0.7, bonus_keywords=("verify", "carefully")
+    )
 
 
 def test_mipro_light_runs_end_to_end(fake_server: FakeOpenAIServer, proposer: FakeOpenAIServer) -> None:
@@ -315,11 +317,13 @@ def test_dspy_failures_leave_the_graph_unchanged(
 
     monkeypatch.setattr(dspy.BootstrapFewShot, "compile", broken)
     graph = AgentGraph.single("cot")
+    failures: list[str] = []
     with caplog.at_level(logging.WARNING, logger="agentsearch.optimizers.dspy_prompts"):
         out = optimize_prompts(graph, {"default": make_lm(fake_server)}, examples(4), metric,
-                               method="bootstrap")
+                               method="bootstrap", on_failure=failures.append)
     assert out is graph
     assert "optimizer bug" in caplog.text and "unchanged" in caplog.text
+    assert failures == ["bootstrap failed: RuntimeError: optimizer bug"]  # the trial is marked with it
 
 
 def test_unparseable_model_output_does_not_kill_the_step(fake_server: FakeOpenAIServer) -> None:

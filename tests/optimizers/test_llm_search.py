@@ -174,3 +174,37 @@ def test_strategy_runs_from_the_cli_to_export(name, tmp_path, questions_file):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_proposer_that_always_fails_stops_the_study_and_each_failure_is_recorded(tmp_path, fake_server):
+    from agentsearch.errors import ProposerError
+    from tests.fake_server import FakeOpenAIServer
+
+    with FakeOpenAIServer() as broken:
+        broken.set_failure_rate(1.0, status=500)
+        lms = {"default": make_lm(fake_server)}
+        opt = make_optimizer(
+            "meta-agent",
+            SearchSpace(),
+            study_name="s",
+            storage=open_storage(str(tmp_path / "s.log"), tmp_path),
+            sampler="tpe",
+            pruner="none",
+            seed=0,
+            min_resource=4,
+            max_resource=8,
+            startup_trials=3,
+            baselines=baseline_graphs(),
+            task="Answer word problems.",
+            n_trials=12,
+        )
+        opt.proposer_lm = make_lm(broken)
+        loop = SearchLoop(
+            opt, lambda g: compile_graph(g, lms=lms), metric, VAL, n_trials=12, min_batch=4, concurrency=4
+        )
+        with pytest.raises(ProposerError, match="meta-agent: the proposer failed 3 times in a row"):
+            loop.run()
+    assert opt.study.user_attrs["agentsearch.proposer_failures"] == 3
+    sampled = [t for t in opt.trials() if not t.origin.startswith("baseline:")]
+    assert sampled and all(t.metrics.get("proposer_failed") == 1.0 for t in sampled)
+    assert all("LM" in opt.study.trials[t.number].user_attrs["proposal"]["proposer_error"] for t in sampled)

@@ -62,6 +62,7 @@ def _loop(tmp_path: Path, server, n_trials: int, pruner: str = "sha", space: Sea
 
 
 def test_loop_runs_baselines_first_and_reaches_the_trial_count(tmp_path, fake_server):
+    fake_server.policy.p_direct = 0.1  # far below cot's 0.6: 16 questions separate them whatever the draws
     opt, loop = _loop(tmp_path, fake_server, n_trials=10, parallel=2)
     stats = loop.run()
     trials = opt.trials()
@@ -168,3 +169,25 @@ def test_full_study_tracks_tests_once_and_exports(tmp_path, fake_server, questio
     again = run_study(cfg, lms)
     assert again["n_trials"] == 8 and again["best_test"] == summary["best_test"]
     assert fake_server.n_requests == before
+
+
+def test_designs_over_the_call_budget_are_resampled_not_counted(tmp_path, fake_server):
+    fake_server.policy.p_reasoning = 1.0
+    space = SearchSpace.from_levels("module", max_calls_per_question=2, formats=("text",))
+    opt, loop = _loop(tmp_path, fake_server, n_trials=6, space=space, max_calls_per_question=2, parallel=1)
+    loop.run()
+    counted = [t for t in opt.trials() if t.counts]
+    assert len(counted) == 6 == opt.n_finished() and all(t.metrics["n_examples"] > 0 for t in counted)
+    assert loop.stats.rejected > 0 and loop.stats.rejected == sum(t.rejected_unrun for t in opt.trials())
+
+
+def test_a_space_with_nothing_under_the_call_budget_stops_with_a_clear_reason(tmp_path, fake_server):
+    from agentsearch.runs.loop import StudyStopped
+
+    space = SearchSpace.from_levels("module", solvers=("self_consistency",), formats=("text",))
+    opt, loop = _loop(
+        tmp_path, fake_server, n_trials=3, space=space, max_calls_per_question=2, max_consecutive_rejected=5
+    )
+    # the baselines run first (direct and cot fit; cot_sc5 and self_refine do not), then nothing fits
+    with pytest.raises(StudyStopped, match="over --max-calls-per-question 2"):
+        loop.run()

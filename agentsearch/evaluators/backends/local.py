@@ -5,7 +5,7 @@ cache) through the ``xllamacpp`` wheel, run as a subprocess of ours
 (``python -m agentsearch.evaluators.backends.local serve ...``) so that it can be killed cleanly,
 logs to a file, and never takes our process down when it crashes. Backends implement
 :class:`~agentsearch.evaluators.backends.process.ServerBackend`; ``llama-cpp-python``'s server
-(which serializes requests) is kept as :class:`LlamaCppPythonBackend` for comparisons.
+(which serializes requests) is compared in bench/serving.py.
 
 Which model (:func:`resolve_model`), in order:
 
@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import shutil
@@ -37,21 +38,17 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 from agentsearch.errors import UserError
 from agentsearch.evaluators.backends.process import DEFAULT_HOST, LaunchedServer, ManagedServer, ServerBackend
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "GGUF_MAGIC",
     "HUB_MODELS",
     "PACKAGED_MODELS",
     "HubModel",
-    "LlamaCppPythonBackend",
     "LocalServer",
     "LocalServerConfig",
     "PackagedModel",
@@ -66,6 +63,8 @@ __all__ = [
     "model_cache_dir",
     "resolve_model",
 ]
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
@@ -439,7 +438,8 @@ def hub_model(
 
     try:
         path = Path(hf_hub_download(model.repo_id, model.filename, local_files_only=True))
-    except Exception:
+    except Exception as exc:  # noqa: BLE001 - not in the hub's local cache (or no usable cache)
+        log.debug("%s/%s is not in the hub cache: %s", model.repo_id, model.filename, exc)
         path = None
     if path is None:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
@@ -451,7 +451,8 @@ def hub_model(
                 kwargs["tqdm_class"] = _tqdm_progress(progress)
         try:
             path = Path(hf_hub_download(model.repo_id, model.filename, **kwargs))
-        except Exception:  # the hub went away mid-way, or the repo moved: fall back to packages
+        except Exception as exc:  # noqa: BLE001 - the hub went away mid-way, or the repo moved
+            log.warning("downloading %s/%s failed (%s); using the packaged model", model.repo_id, model.filename, exc)
             return None
     path = check_gguf(path, flag=f"hub file {model.repo_id}/{model.filename}")
     return ResolvedModel(path, model.key, quick_fingerprint(path), "hub")
@@ -539,34 +540,6 @@ class XllamacppBackend:
             "--parallel", str(parallel), "--threads", str(threads),
             "--ctx-size", str(ctx_size * parallel), "--alias", alias,
             "--cache-ram-mib", str(self.cache_ram_mib),
-        ]
-
-
-class LlamaCppPythonBackend:
-    """``python -m llama_cpp.server`` (llama-cpp-python): one request at a time; for comparisons."""
-
-    name = "llama-cpp-python"
-    health_path = "/v1/models"  # this server has no /health route
-
-    def __init__(self, python: str | None = None) -> None:
-        self.python = python or sys.executable
-
-    def command(
-        self,
-        model_path: Path,
-        host: str,
-        port: int,
-        *,
-        parallel: int,
-        threads: int,
-        ctx_size: int,
-        alias: str,
-    ) -> list[str]:
-        """``parallel`` is ignored: this server has a single sequence."""
-        return [
-            self.python, "-m", "llama_cpp.server", "--model", str(model_path),
-            "--host", host, "--port", str(port), "--n_threads", str(threads),
-            "--n_threads_batch", str(threads), "--n_ctx", str(ctx_size), "--model_alias", alias,
         ]
 
 
