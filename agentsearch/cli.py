@@ -542,6 +542,13 @@ def optimize(
         baseline_names=check_baseline_names([b.strip() for b in baseline_names.split(",") if b.strip()])
         if baseline_names is not None
         else None,
+        model_flags={
+            "model": model,
+            "api_base": list(api_base or []),
+            "config": str(config.resolve()) if config is not None else None,
+            "local_model": local_model,
+            "local_model_size": local_model_size,
+        },
     )
     prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
     configure_cache(None if no_cache else run_dir / "cache")
@@ -591,7 +598,12 @@ def export_cmd(
     best = study_best(st)
     if not best:
         raise _user_error(f"--study {study}: no complete trial to export yet")
-    config = {**st.user_attrs.get("agentsearch.config", {}), "study": study, "run_dir": str(run_dir.resolve())}
+    config = {
+        **st.user_attrs.get("agentsearch.config", {}),
+        "study": study,
+        "run_dir": str(run_dir.resolve()),
+        "model_flags": st.user_attrs.get("agentsearch.model_flags", {}),
+    }
     tests = st.user_attrs.get("test_results", {})
     summary = export_study(out_dir, best, config, tests)
     out.print(f"exported trial {summary['best']['trial']} to {summary['files']['best']}", markup=False)
@@ -820,6 +832,8 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
         markup=False,
     )
     out.print(f"exported: {summary['export_dir']}/best.yaml", markup=False)
+    if summary.get("reproduce"):
+        out.print(f"reproduce the best agent's test score: {summary['reproduce']}", markup=False, highlight=False)
     if summary.get("tracking_uri"):
         out.print(f"MLflow UI: python main.py ui --run-dir {run_dir}", markup=False)
 

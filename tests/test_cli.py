@@ -244,9 +244,22 @@ def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
     assert summary["comparisons"] and all(0 <= c["p_value"] <= 1 and c["verdict"] for c in summary["comparisons"])
     assert summary["selection"]["k"] == 3 and summary["selection"]["winner"] == summary["best_trial"]
 
+    assert summary["reproduce"].endswith(f"--model fake-model --api-base {server_url}")  # the real command
+    assert "MODEL" not in summary["reproduce"]
     export = tmp_path / "exported"
     cli("export", "--study", "e2e", "--out", str(export), "--run-dir", str(tmp_path))
     assert (export / "best.yaml").exists() and (export / "program.json").exists()
+    exported = json.loads((export / "summary.json").read_text())
+    assert exported["reproduce"].endswith(f"--model fake-model --api-base {server_url}")
+    # program.json is the state of the program compile_graph rebuilds from best.yaml; it loads into it
+    from agentsearch.evaluators.compile import compile_graph
+    from agentsearch.search_space.graph import AgentGraph
+
+    program = compile_graph(AgentGraph.load(export / "best.yaml"))
+    program.load(str(export / "program.json"))
+    assert [p.signature.instructions for p in program.predictors()] == [
+        p.signature.instructions for p in compile_graph(AgentGraph.load(export / "best.yaml")).predictors()
+    ]
     again = json.loads(
         cli(
             "evaluate",

@@ -20,6 +20,7 @@ import dspy
 import httpx
 import pytest
 
+from tests.conftest import GSM8K_TRAIN
 from tests.fake_server import (
     ChatRequest,
     ConstantPolicy,
@@ -32,7 +33,7 @@ from tests.fake_server import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-GSM8K = Path("/work/shared/data/gsm8k/train.jsonl")
+GSM8K = GSM8K_TRAIN
 ENGINES = ["lm15", "litellm"]
 
 
@@ -469,7 +470,6 @@ def test_load_answers_jsonl(tmp_path: Path) -> None:
     assert load_answers_jsonl(path) == {"Q one?": "1003", "Q two?": "7", "Q three?": "12"}
 
 
-@pytest.mark.skipif(not GSM8K.exists(), reason="GSM8K train file not available")
 def test_real_gsm8k_questions_are_found() -> None:
     answers = load_answers_jsonl(GSM8K)
     assert len(answers) > 7000

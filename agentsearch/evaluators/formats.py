@@ -60,6 +60,7 @@ _TRUE = re.compile(r"\b(?:yes|true|correct|right|confident|certain)\b", re.IGNOR
 _FALSE = re.compile(
     r"\b(?:no|not|false|incorrect|wrong|doubt\w*|unsure|uncertain|error)\b|\bisn't\b|\bn't\b", re.IGNORECASE
 )
+_CHAT_HEADER = re.compile(r"^[ \t]*\[\[ ## \w+ ## \]\][ \t]*$", re.MULTILINE)
 _NUMBER = re.compile(r"-?\d{1,30}(?:\.\d{1,30})?")
 
 
@@ -194,13 +195,15 @@ class TextAdapter(dspy.Adapter):
         names = [n for n in signature.output_fields if n != REASONING]
         found = {n: m for n in names if (m := _last_label(text, n)) is not None}
         starts = sorted(m.start() for m in found.values())
+        # a reply in DSPy's chat format anyway: any "[[ ## field ## ]]" header ends the field before it
+        boundaries = sorted({*starts, *(m.start() for m in _CHAT_HEADER.finditer(text))})
         out: dict[str, Any] = {}
         for name in names:
             annotation = signature.output_fields[name].annotation
             match = found.get(name)
             raw: str | None
             if match is not None:
-                raw = _value_at(text, match, starts, _one_line(name, annotation))
+                raw = _value_at(text, match, boundaries, _one_line(name, annotation))
             elif len(names) == 1 and not _is_answer(name):
                 raw = text  # a principle, a plan, code: the whole reply is the field
             else:

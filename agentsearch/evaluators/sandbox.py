@@ -1,6 +1,6 @@
 """Run untrusted, LLM-written Python in a locked-down child process.
 
-Used by the ``program_of_thought`` operator, ReAct's ``python`` tool and code benchmarks.  Every call
+Used by the ``program_of_thought`` operator and ReAct's ``python`` tool.  Every call
 gets its own process and its own temporary working directory; nothing is shared with the optimizer
 process, and the child cannot signal it.
 

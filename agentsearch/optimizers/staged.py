@@ -77,7 +77,8 @@ class StagedOptimizer(OptunaOptimizer):
                 graph = _with_instructions(graph, {n.id: instruction for n in graph.nodes})
         else:
             base = self._best_of("topology") or self._best_of("any")
-            assert base is not None
+            if base is None:  # nothing finished yet to tune the prompts of: explore the topology instead
+                return self.topology_space.sample(trial)
             chosen = {}
             for node in base.nodes:
                 if not isinstance(node.params, LMParams) or OPERATORS[node.op].kind == "aggregator":

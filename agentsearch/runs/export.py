@@ -1,8 +1,10 @@
 """Export the best agents of a study as configs (never pickles of live programs).
 
 ``best.yaml`` runs with ``main.py run`` / ``main.py evaluate``; ``pareto/`` holds the Pareto agents
-of a multi-objective study; ``program.json`` is the DSPy state of the best program
-(``program.save``) for plain DSPy; ``summary.json`` says how to reproduce the reported scores.
+of a multi-objective study; ``program.json`` is the DSPy state (``program.save``: each predictor's
+instructions and demos) of the best agent's program, which only agentsearch's ``compile_graph`` can
+rebuild (``compile_graph(AgentGraph.load("best.yaml")).load("program.json")``); ``summary.json``
+says how to reproduce the reported scores, with the exact ``main.py evaluate`` command.
 """
 
 from __future__ import annotations
@@ -33,7 +35,26 @@ def reproduce_command(config: Mapping[str, Any], agent_path: Path) -> str:
     ]
     if config.get("run_dir"):
         parts += ["--run-dir", str(config["run_dir"])]  # the run's response cache: exact replay of sampling
+    parts += model_flags(config.get("model_flags") or {})
     return shlex.join(parts)
+
+
+def model_flags(flags: Mapping[str, Any]) -> list[str]:
+    """The CLI flags that chose the study's models (a run config, an endpoint, or the embedded model);
+    never a key (keys come from the environment)."""
+    if flags.get("config"):
+        out = ["--config", str(flags["config"])]
+        return out + [a for u in flags.get("api_base") or [] for a in ("--api-base", str(u))]
+    model = str(flags.get("model") or "local")
+    out = ["--model", model]
+    if model == "local":
+        if flags.get("local_model"):
+            out += ["--local-model", str(flags["local_model"])]
+        if flags.get("local_model_size"):
+            out += ["--local-model-size", str(flags["local_model_size"])]
+    for url in flags.get("api_base") or []:
+        out += ["--api-base", str(url)]
+    return out
 
 
 def export_study(
@@ -87,7 +108,7 @@ def export_study(
         "best": entry(top, selected_val),  # its full-validation score when the selection completed it
         "pareto": [entry(t) for t in best] if pareto_paths else [],
         "baselines_test": dict(baselines_test or {}),
-        "reproduce": reproduce_command(config, best_path) + " --model MODEL --api-base URL",
+        "reproduce": reproduce_command(config, best_path),
         "files": {"best": str(best_path), "program": str(out / "program.json"), "pareto": pareto_paths},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

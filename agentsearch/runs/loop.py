@@ -1,7 +1,7 @@
 """The one search loop: ask candidates, evaluate them on growing validation minibatches, tell results.
 
 ``parallel`` candidates are evaluated at once (ask/tell from the main thread, evaluations in worker
-threads). Each candidate is scored on the first 8, 16, 32, ... validation examples; after each
+threads). Each candidate is scored on the first 4, 8, 16, ... validation examples (``min_batch``, default 4); after each
 minibatch its running score is reported to the optimizer, which may prune it. A trial whose
 examples failed (endpoint errors after retries) is recorded as FAIL with the reason, never scored,
 and queued again; too many consecutive failures stop the study cleanly so it can be resumed.

@@ -70,6 +70,7 @@ class StudyConfig:
     top_k: int = 3  # candidates re-evaluated on the full validation split before the test
     max_calls: int | None = None  # stop asking for trials once they cost this many LLM calls (proposers included)
     baseline_names: tuple[str, ...] | None = None  # the baselines enqueued (None: all four)
+    model_flags: dict[str, Any] = field(default_factory=dict)  # the CLI flags that chose the models (no keys)
 
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the stored one."""
@@ -531,7 +532,15 @@ def finalize_study(
 
     export_dir = cfg.run_dir / cfg.study / "export"
     baselines_test = {k.split(":", 1)[1]: v["score"] for k, v in results.items() if k.startswith("baseline:")}
-    config = {**cfg.identity(), "study": cfg.study, "objectives": list(cfg.objectives), "run_dir": str(cfg.run_dir)}
+    config = {
+        **cfg.identity(),
+        "study": cfg.study,
+        "objectives": list(cfg.objectives),
+        "run_dir": str(cfg.run_dir),
+        "model_flags": cfg.model_flags,
+    }
+    if study is not None and cfg.model_flags:
+        study.set_user_attr("agentsearch.model_flags", cfg.model_flags)  # for `main.py export` later
     selected_val = (
         {
             "val_score": selection.winner.val_score,
@@ -541,7 +550,7 @@ def finalize_study(
         if selection is not None
         else None
     )
-    export_study(export_dir, best, config, cache, baselines_test, selected_val=selected_val)
+    exported = export_study(export_dir, best, config, cache, baselines_test, selected_val=selected_val)
     top = best[0]
     public = {label: _public_test(entry) for label, entry in results.items()}
     best_val = selection.winner.val_score if selection is not None else top.metrics.get("val_score")
@@ -582,6 +591,7 @@ def finalize_study(
         "stopped_reason": stats.stopped_reason,
         "wall_s": stats.wall_s,
         "export_dir": str(export_dir),
+        "reproduce": exported["reproduce"],
         "test": public,
         "seed": cfg.seed,
         "val_size": cfg.val_size,

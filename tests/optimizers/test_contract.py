@@ -40,17 +40,36 @@ def _optuna(sampler: str) -> Factory:
     return make
 
 
+def scripted_proposer(n: int = 400):
+    """A proposer LM with a new valid answer for every proposer signature on each call: a YAML graph (the
+    meta-agent), an instruction (the instruction proposer) and a rewritten instruction (evolution)."""
+    from dspy.utils.dummies import DummyLM
+
+    answers = [
+        {
+            "yaml": f"name: scripted-{k}\noutput: a\nnodes:\n  - {{id: a, op: cot, params: {{max_tokens: {200 + k}}}}}\n",
+            "new_instruction": f"Solve the problem carefully; variant {k}.",
+            "improved_instruction": f"Work through the problem carefully; variant {k}.",
+        }
+        for k in range(1, n)
+    ]
+    return DummyLM(answers)
+
+
 def _proposing(name: str) -> Factory:
-    """LLM/evolution strategies without an LM: they must still honour the whole contract."""
+    """LLM/evolution strategies, with a scripted proposer LM: they must honour the whole contract."""
 
     def make(path: Path, objectives=("accuracy",), baselines=None, study="s", space=None) -> Optimizer:
         from agentsearch.optimizers import make_optimizer
 
-        return make_optimizer(
+        opt = make_optimizer(
             name, space or SearchSpace(), study_name=study, storage=open_storage(str(path / "study.log"), path),
             sampler="tpe", pruner="sha", objectives=objectives, seed=1, min_resource=2, max_resource=8,
             startup_trials=3, baselines=baselines, n_trials=12,
         )
+        if hasattr(opt, "proposer_lm"):
+            opt.proposer_lm = scripted_proposer()
+        return opt
 
     return make
 
@@ -93,6 +112,20 @@ def test_ask_returns_valid_distinct_candidates(factory, tmp_path):
         seen.add(c.number)
         opt.tell(c, complete(c))
     assert [t.number for t in opt.trials()] == sorted(seen)
+
+
+@pytest.mark.parametrize("name", ["meta-agent", "proposer", "evolution"])
+def test_llm_driven_strategies_really_propose(name, tmp_path):
+    """With a proposer LM that answers, the LLM-driven rows propose (not the sampler standing in for them)."""
+    opt = FACTORIES[name](tmp_path)
+    origins = []
+    for _ in range(10):
+        c = opt.ask()
+        origins.append(c.origin)
+        opt.tell(c, complete(c))
+    proposed = [o for o in origins if o not in ("tpe", "random")]
+    assert proposed, origins
+    assert not getattr(getattr(opt, "failures", None), "in_a_row", 0)
 
 
 def test_tell_records_every_state(factory, tmp_path):
@@ -140,7 +173,7 @@ def test_state_survives_a_new_process(factory, tmp_path):
         c = opt.ask()
         opt.tell(c, complete(c))
     again = make(tmp_path, baselines=baseline_graphs())
-    assert again.resumed if hasattr(again, "resumed") else True
+    assert again.resumed
     assert [t.number for t in again.trials()] == [t.number for t in opt.trials()]
     c = again.ask()  # the 4th baseline is still queued, not enqueued twice
     assert c.origin == "baseline:self_refine"
