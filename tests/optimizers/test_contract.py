@@ -47,7 +47,7 @@ def scripted_proposer(n: int = 400):
 
     answers = [
         {
-            "yaml": f"name: scripted-{k}\noutput: a\nnodes:\n  - {{id: a, op: cot, params: {{max_tokens: {200 + k}}}}}\n",
+            "yaml": f"name: scripted-{k}\noutput: a\nnodes:\n  - {{id: a, op: cot, params: {{max_tokens: {200 + k}}}}}",
             "new_instruction": f"Solve the problem carefully; variant {k}.",
             "improved_instruction": f"Work through the problem carefully; variant {k}.",
         }
