@@ -85,13 +85,13 @@ def export_study(
             pareto_paths.append(str(g.save(out / "pareto" / f"pareto-{i}-trial{trial.number}.yaml")))
 
     def entry(trial: FinishedTrial, val: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        assert trial.graph is not None
-        test = test_results.get(trial.graph.config_hash)
+        graph = trial.graph
+        test = test_results.get(graph.config_hash) if graph is not None else None
         return {
             "trial": trial.number,
             "origin": trial.origin,
-            "config_hash": trial.graph.config_hash,
-            "summary": trial.graph.summary(),
+            "config_hash": graph.config_hash if graph is not None else None,
+            "summary": graph.summary() if graph is not None else None,
             "values": trial.values,
             "val": {**trial.metrics, **(val or {})},
             "test": {k: v for k, v in test.items() if k != "outcomes"} if test else None,

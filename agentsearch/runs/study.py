@@ -473,7 +473,8 @@ def finalize_study(
         store = dict(attrs.get("agentsearch.selection", {}))
 
         def complete(trial: FinishedTrial, examples: list) -> list[ExampleRecord]:
-            assert trial.graph is not None
+            if trial.graph is None:  # top_trials only picks trials with a graph
+                raise ValueError(f"trial {trial.number} has no graph to evaluate")
             program = compile_graph(trial.graph, lms=lms, answer_kind=bench.answer_kind)
             return Evaluator(bench.score, concurrency=cfg.concurrency).evaluate(program, examples).records
 
@@ -504,10 +505,14 @@ def finalize_study(
     graphs: dict[str, AgentGraph] = {}
     chosen = best_baseline_variants(trials) if cfg.baselines else {}
     for name, trial in chosen.items():
-        assert trial.graph is not None
-        graphs[f"baseline:{name}"] = trial.graph
+        if trial.graph is not None:  # best_baseline_variants only picks trials with a graph
+            graphs[f"baseline:{name}"] = trial.graph
+    best = [t for t in best if t.graph is not None]
+    if not best:
+        from agentsearch.errors import UserError
+
+        raise UserError(f"study '{cfg.study}': the best trial has no stored graph; nothing to test or export")
     for i, trial in enumerate(best):
-        assert trial.graph is not None
         graphs[f"best:{i}"] = trial.graph
     announce(f"held-out test: {len(test)} examples for {len(graphs)} agents (once each)")
     results = evaluate_on_test(graphs, lms, bench, test, cfg.concurrency, cache)
