@@ -889,7 +889,8 @@ class _progress:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: one-line errors and exit code 2 for bad input, no tracebacks."""
+    """Entry point: one-line errors and exit code 2 for bad input, no tracebacks; Ctrl-C exits 130; an
+    unexpected error prints one line naming a log file with its traceback, and exits 1."""
     from agentsearch.errors import UserError
 
     try:  # typer >= 0.20 vendors click
@@ -899,7 +900,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _setup_env()
     try:
-        app(args=argv, standalone_mode=False, prog_name="main.py")
+        code = app(args=argv, standalone_mode=False, prog_name="main.py")
     except UserError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -917,7 +918,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         return 130
-    return 0
+    except Exception as exc:  # noqa: BLE001 - a bug: one line for the user, the traceback in a file
+        path = _crash_log(exc)
+        err.print(
+            f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            f"(a bug; the traceback is in {path})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
+    if code == 130:  # typer turns Ctrl-C inside a command into Exit(130), returned in non-standalone mode
+        err.print("interrupted", markup=False)
+    return code if isinstance(code, int) else 0
+
+
+def _crash_log(exc: BaseException) -> Path:
+    """Write the traceback of an unexpected error to a log file; returns its path."""
+    import time
+    import traceback
+
+    base = Path(os.environ.get("AGENTSEARCH_CACHE") or Path.home() / ".cache" / "agentsearch") / "logs"
+    path = base / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:  # no writable cache: fall back to the temporary directory
+        import tempfile
+
+        path = Path(tempfile.gettempdir()) / path.name
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    return path
 
 
 def run_main() -> None:

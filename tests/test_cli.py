@@ -466,3 +466,24 @@ def test_real_embedded_model_search_end_to_end(tmp_path):
     out = cli("run", "--agent", str(Path(summary["export_dir"]) / "best.yaml"), "--question", "What is 2 + 3?",
               timeout=300).stdout.strip()
     assert out  # a real answer came back
+
+
+@pytest.mark.parametrize("exc", [ZeroDivisionError("division by zero"), KeyboardInterrupt()])
+def test_the_entry_point_handles_bugs_and_ctrl_c(exc, tmp_path, monkeypatch, capsys):
+    """A bug: one line naming a log file with the traceback, exit 1. Ctrl-C: 'interrupted', exit 130."""
+    from agentsearch import cli as cli_module
+    from agentsearch.search_space.graph import AgentGraph
+
+    def boom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(AgentGraph, "load", boom)
+    monkeypatch.setenv("AGENTSEARCH_CACHE", str(tmp_path))
+    code = cli_module.main(["validate", str(tmp_path / "agent.yaml")])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    if isinstance(exc, KeyboardInterrupt):
+        assert code == 130 and lines == ["interrupted"]
+        return
+    assert code == 1 and len(lines) == 1 and "unexpected ZeroDivisionError: division by zero" in lines[0]
+    (log,) = (tmp_path / "logs").iterdir()
+    assert str(log) in lines[0] and "Traceback" in log.read_text() and "boom" in log.read_text()

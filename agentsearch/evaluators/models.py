@@ -25,7 +25,6 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentsearch.errors import EndpointError, UserError
@@ -83,14 +82,10 @@ class RunConfig(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
+        from agentsearch.configfiles import load_yaml, read_text
+
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise UserError(f"{path}{f':{mark.line + 1}' if mark else ''}: malformed YAML") from None
+        data = load_yaml(read_text(path), str(path))
         try:
             return cls.model_validate(data or {})
         except ValidationError as exc:

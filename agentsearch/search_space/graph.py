@@ -123,25 +123,17 @@ class AgentGraph(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> AgentGraph:
         """Load a graph from a YAML or JSON file."""
+        from agentsearch.configfiles import read_text
+
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise GraphError(f"{path}: no such file") from None
-        except OSError as exc:
-            raise GraphError(f"{path}: cannot read ({exc.strerror})") from None
-        return cls.from_text(text, source=str(path))
+        return cls.from_text(read_text(path, GraphError), source=str(path))
 
     @classmethod
     def from_text(cls, text: str, source: str = "graph") -> AgentGraph:
-        try:
-            data = yaml.safe_load(text)  # YAML is a superset of JSON
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise GraphError(f"{source}{where}: malformed YAML/JSON: {problem}") from None
-        return cls.from_dict(data, source=source)
+        from agentsearch.configfiles import load_yaml
+
+        # YAML is a superset of JSON; sizes, nesting and alias expansion are bounded (configfiles)
+        return cls.from_dict(load_yaml(text, source, GraphError), source=source)
 
     # -- validation ---------------------------------------------------------------------------
 

@@ -343,12 +343,10 @@ class SearchSpace:
         else:
             add(f"node.{slot}.op", "module (fixed)", f"'{self.fixed_op}'", slot_when)
         if "prompt" in self.levels and len(self.formats) > 1:
-            add(
-                f"prompt.{slot}.format",
-                "prompt",
-                f"categorical {list(self.formats)}  (output format; also prompt.agg.format, prompt.final.format)",
-                slot_when,
-            )
+            add(f"prompt.{slot}.format", "prompt", f"categorical {list(self.formats)}  (output format)", slot_when)
+            if "agent" in self.levels:
+                add("prompt.agg.format", "prompt", f"categorical {list(self.formats)}", "an LM aggregator")
+                add("prompt.final.format", "prompt", f"categorical {list(self.formats)}", "final != none")
         else:
             add(f"prompt.{slot}.format", "prompt (fixed)", f"'{self.formats[0]}'  (output format)", slot_when)
         if "prompt" in self.levels:
