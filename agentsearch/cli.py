@@ -174,6 +174,30 @@ def _setup_env() -> None:
     os.environ.setdefault("DSPY_CACHEDIR", str(Path.home() / ".cache" / "agentsearch" / "dspy"))
 
 
+def writable_dir(path: Path, flag: str) -> Path:
+    """``path`` resolved and created; a one-line error naming ``flag`` when it cannot be a writable directory."""
+    path = path.resolve()
+    if path.exists() and not path.is_dir():
+        raise _user_error(f"{flag} {path}: is a file, expected a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _user_error(f"{flag} {path}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise _user_error(f"{flag} {path}: not writable")
+    return path
+
+
+def writable_file(path: Path, flag: str) -> Path:
+    """A file that can be written (its directory made); a one-line error naming ``flag`` otherwise."""
+    if path.is_dir():
+        raise _user_error(f"{flag} {path}: is a directory, expected a file path")
+    writable_dir(path.parent, flag)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise _user_error(f"{flag} {path}: not writable")
+    return path
+
+
 def _emit_json(payload: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(payload, default=str) + "\n")
     sys.stdout.flush()
@@ -247,7 +271,9 @@ def evaluate(
     graph = AgentGraph.load(agent)
     spec = split_spec(seed, val_size, test_size)
     bench, examples = load_examples(benchmark, data, split, spec, limit)
-    run_dir = run_dir.resolve()
+    run_dir = writable_dir(run_dir, "--run-dir")
+    if records is not None:
+        writable_file(records, "--records")  # before any LLM call is spent
 
     from agentsearch.evaluators.compile import compile_graph
     from agentsearch.evaluators.evaluator import Evaluator
@@ -366,8 +392,16 @@ def run(
                 "build them); answering without"
             )
         program = compile_graph(graph, lms=models.lms)
+        from dspy.utils.exceptions import LMError
+
         with metering() as meter:
-            pred = program(question=question)
+            try:
+                pred = program(question=question)
+            except LMError as exc:  # the endpoint failed after its retries: say which, in one line
+                from agentsearch.errors import EndpointError
+
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise EndpointError(f"the model endpoint failed: {first[:300]}") from None
     usage = meter.total
     if json_out:
         _emit_json({"answer": pred.answer, "reasoning": pred.reasoning, "calls": usage.calls, "tokens": usage.tokens})
@@ -509,7 +543,7 @@ def optimize(
     from agentsearch.runs.loop import StudyStopped
     from agentsearch.runs.study import StudyConfig, default_study_name, prepare_study, run_study
 
-    run_dir = run_dir.resolve()
+    run_dir = writable_dir(run_dir, "--run-dir")
     progress = _StudyProgress(trials)
     cfg = StudyConfig(
         study=study or default_study_name(benchmark),

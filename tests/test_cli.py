@@ -175,6 +175,32 @@ def test_bad_dataset_and_endpoint(tmp_path, data_file, server_url):
         "lots",
     )
     assert "No such option" in bad("evaluate", "--bogus")
+    a_dir = tmp_path / "a-dir"
+    a_dir.mkdir()
+    records = bad(*common_eval(tmp_path, data_file, server_url), "--records", str(a_dir))
+    assert records.startswith(f"error: --records {a_dir}: is a directory")  # before any LLM call
+
+
+def common_eval(tmp_path: Path, data_file: Path, url: str) -> list[str]:
+    cli("baselines", "--out", str(tmp_path / "agents"))
+    return ["evaluate", "--agent", str(tmp_path / "agents" / "cot.yaml"), "--benchmark", "jsonl", "--data",
+            str(data_file), "--model", "fake-model", "--api-base", url, "--val-size", "4", "--test-size", "4"]
+
+
+def test_run_names_a_failing_endpoint_in_one_line(tmp_path):
+    import subprocess as sp
+
+    cli("baselines", "--out", str(tmp_path / "agents"))
+    failing = sp.Popen([sys.executable, "-m", "tests.fake_server", "--port", "0", "--failure-rate", "1.0"], cwd=ROOT,
+                       env=ENV, stdout=sp.PIPE, text=True)
+    try:
+        url = failing.stdout.readline().split()[1]
+        line = bad("run", "--agent", str(tmp_path / "agents" / "cot.yaml"), "--question", "2 + 2?", "--model",
+                   "fake-model", "--api-base", url, "--timeout", "5")
+        assert line.startswith("error: the model endpoint failed:")
+    finally:
+        failing.terminate()
+        failing.wait(timeout=10)
 
 
 def test_optimize_bad_input(tmp_path, data_file, server_url):
@@ -200,6 +226,9 @@ def test_optimize_bad_input(tmp_path, data_file, server_url):
     assert "level" in bad("optimize", *common, "--levels", "prompt,cosmic")
     assert "trials" in bad("optimize", *common, "--trials", "0")
     assert "--storage" in bad("optimize", *common, "--storage", "postgresql://nobody@127.0.0.1:9/none")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert bad("optimize", *common, "--run-dir", str(a_file)).startswith(f"error: --run-dir {a_file}: is a file")
 
 
 def _optimize(run_dir: Path, data_file: Path, url: str, *extra: str, **kw) -> subprocess.CompletedProcess:
