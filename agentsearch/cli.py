@@ -304,7 +304,7 @@ def evaluate(
 
     from agentsearch.runs.stats import accuracy_ci
 
-    ci = accuracy_ci([r.correct for r in result.records])
+    ci = accuracy_ci([r.correct for r in result.records if r.error_kind not in ("endpoint", "internal")])
     summary = {
         "agent": graph.name,
         "agent_id": graph.config_hash,
@@ -320,6 +320,7 @@ def evaluate(
     }
     if json_out:
         _emit_json(summary)
+        _fail_on_missing(result)
         return
     from rich.table import Table
 
@@ -329,7 +330,7 @@ def evaluate(
     table.add_row(
         f"{result.score:.3f}",
         f"{ci.ci_low:.3f}-{ci.ci_high:.3f}",
-        str(result.n),
+        str(result.n) if not result.n_missing else f"{result.n_answered} of {result.n}",
         str(result.n_correct),
         f"{result.no_answer_rate:.0%}",
         str(result.n_errors),
@@ -343,9 +344,24 @@ def evaluate(
             f"{result.no_answer_rate:.0%} of replies had no extractable answer (see --records for the replies)",
             markup=False,
         )
-    if result.n_errors:
+    if result.n_errors and not result.n_missing:
         first = next(r for r in result.records if r.error)
-        err.print(f"[yellow]{result.n_errors} example(s) failed after retries; first: {first.id}: {first.error}")
+        err.print(f"{result.n_errors} example(s) had errors; first: {first.id}: {first.error}", markup=False)
+    _fail_on_missing(result)
+
+
+def _fail_on_missing(result: Any) -> None:
+    """Examples the endpoint never answered (after retries) are missing, not wrong: say so and exit 1."""
+    if not result.n_missing:
+        return
+    first = next(r for r in result.records if r.error_kind in ("endpoint", "internal"))
+    err.print(
+        f"error: {result.n_missing} of {result.n} examples got no answer (the endpoint failed after retries; first: "
+        f"{first.id}: {first.error}); the score is over the {result.n_answered} answered",
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -198,6 +198,14 @@ def test_run_names_a_failing_endpoint_in_one_line(tmp_path):
         line = bad("run", "--agent", str(tmp_path / "agents" / "cot.yaml"), "--question", "2 + 2?", "--model",
                    "fake-model", "--api-base", url, "--timeout", "5")
         assert line.startswith("error: the model endpoint failed:")
+        # evaluate: examples the endpoint never answered are missing, not wrong; exit 1 says so
+        proc = cli("evaluate", "--agent", str(tmp_path / "agents" / "cot.yaml"), "--benchmark",
+                   "reasoning_gym:chain_sum", "--split", "val", "--limit", "3", "--model", "fake-model", "--api-base",
+                   url, "--no-cache", "--json", check=False, timeout=300)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        summary = json.loads(proc.stdout)
+        assert summary["n_missing"] == 3 and summary["n"] == 3 and summary["n_correct"] == 0
+        assert "error: 3 of 3 examples got no answer" in proc.stderr
     finally:
         failing.terminate()
         failing.wait(timeout=10)

@@ -108,8 +108,19 @@ class EvalResult:
         return sum(r.error_kind in ("endpoint", "internal") for r in self.records)
 
     @property
+    def n_missing(self) -> int:
+        """Examples with no answer because the endpoint (or our code) failed after retries: they are
+        missing, not wrong, and the score leaves them out."""
+        return self.n_endpoint_errors
+
+    @property
+    def n_answered(self) -> int:
+        return self.n - self.n_missing
+
+    @property
     def score(self) -> float:
-        return self.n_correct / self.n if self.n else 0.0
+        """Accuracy over the answered examples (missing ones say nothing about the agent)."""
+        return self.n_correct / self.n_answered if self.n_answered else 0.0
 
     @property
     def calls(self) -> int:
@@ -142,6 +153,7 @@ class EvalResult:
             "n_correct": self.n_correct,
             "n_errors": self.n_errors,
             "n_endpoint_errors": self.n_endpoint_errors,
+            "n_missing": self.n_missing,
             "n_no_answer": self.n_no_answer,
             "no_answer_rate": self.no_answer_rate,
             "tokens_per_question": self.tokens_per_question,
