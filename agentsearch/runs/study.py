@@ -373,6 +373,14 @@ def run_study(
             resume_run_id=optimizer.study.user_attrs.get("mlflow_run_id"),
         )
         optimizer.study.set_user_attr("mlflow_run_id", parent)
+        if optimizer.resumed:  # a kill may have left trial runs RUNNING, missing or doubled: repair them
+            repaired = tracker.reconcile(parent, optimizer.trials())
+            if any(repaired.values()):
+                announce(
+                    "MLflow: repaired the runs of an interrupted session ("
+                    + ", ".join(f"{v} {k}" for k, v in repaired.items() if v)
+                    + ")"
+                )
 
     proposer_lm = lms[cfg.proposer_model]
     if hasattr(optimizer, "proposer_lm"):

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -341,6 +341,45 @@ class MlflowTracker:
             if not token:
                 break
         return sorted(runs, key=lambda r: int(r.data.tags.get("agentsearch.trial", "0")))
+
+    def reconcile(self, parent_run_id: str, trials: Sequence[Any]) -> dict[str, int]:
+        """After a crash: every finished trial gets exactly one terminated child run with its metrics (a run
+        left RUNNING by a kill is finished; a missing one is logged; a duplicate is deleted), and children
+        of trials that never finished are marked KILLED. Returns what was repaired."""
+        done = {t.number: t for t in trials if t.state in _STATUS}
+        by_trial: dict[int, list] = {}
+        for run in self.child_runs(parent_run_id):
+            by_trial.setdefault(int(run.data.tags.get("agentsearch.trial", "-1")), []).append(run)
+        fixed = {"terminated": 0, "logged": 0, "removed": 0, "killed": 0}
+        for number, trial in done.items():
+            runs = sorted(by_trial.get(number, []), key=lambda r: r.info.status == "RUNNING")
+            if not runs:
+                self.log_trial(
+                    parent_run_id, number, graph=trial.graph, params=trial.params, state=trial.state,
+                    metrics=trial.metrics, reason=trial.reason, origin=trial.origin,
+                )
+                fixed["logged"] += 1
+                continue
+            keep, extras = runs[0], runs[1:]
+            with self._lock:
+                for extra in extras:
+                    self.client.delete_run(extra.info.run_id)
+                    fixed["removed"] += 1
+            if keep.info.status == "RUNNING":
+                self.log_metrics(keep.info.run_id, trial.metrics)
+                with self._lock:
+                    self.client.set_tag(keep.info.run_id, "agentsearch.state", trial.state)
+                    self.client.set_terminated(keep.info.run_id, status=_STATUS[trial.state])
+                fixed["terminated"] += 1
+        for number, runs in by_trial.items():
+            if number in done:
+                continue
+            for run in runs:
+                if run.info.status == "RUNNING":
+                    with self._lock:
+                        self.client.set_terminated(run.info.run_id, status="KILLED")
+                    fixed["killed"] += 1
+        return fixed
 
     # -- UI -----------------------------------------------------------------------------------
 

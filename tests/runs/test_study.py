@@ -164,11 +164,17 @@ def test_full_study_tracks_tests_once_and_exports(tmp_path, fake_server, questio
     assert "final.best_test_ci_low" in parent_run.data.metrics
     assert parent_run.data.tags.get("agentsearch.verdict") == summary["verdict"]
 
-    # resuming a finished study runs no new trial and no new test evaluation
+    # a kill between Optuna's tell and MLflow's bookkeeping: one child left RUNNING, one never logged
+    client.update_run(children[1].info.run_id, status="RUNNING")
+    client.delete_run(children[2].info.run_id)
+    # resuming a finished study runs no new trial and no new test evaluation, and repairs MLflow
     before = fake_server.n_requests
     again = run_study(cfg, lms)
     assert again["n_trials"] == 8 and again["best_test"] == summary["best_test"]
     assert fake_server.n_requests == before
+    repaired = tracker.child_runs(parents[0].info.run_id)
+    assert len(repaired) == 8 and all(r.info.status in ("FINISHED", "FAILED") for r in repaired)
+    assert sorted(int(r.data.tags["agentsearch.trial"]) for r in repaired) == list(range(8))
 
 
 def test_designs_over_the_call_budget_are_resampled_not_counted(tmp_path, fake_server):
