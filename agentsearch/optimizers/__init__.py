@@ -17,6 +17,7 @@ def make_optimizer(
     task: str = "",
     n_trials: int = 20,
     demo_bootstrap: Any = None,
+    bootstrap_demos: bool = False,
     **kwargs: Any,
 ) -> Any:
     """The optimizer for ``--optimizer NAME``; ``kwargs`` go to the Optuna study (storage, seed, ...)."""
@@ -28,7 +29,14 @@ def make_optimizer(
     if name == "proposer":
         from agentsearch.optimizers.instruction import InstructionProposer
 
-        return InstructionProposer(space, proposer_lm=proposer_lm, task=task, demo_bootstrap=demo_bootstrap, **kwargs)
+        return InstructionProposer(
+            space,
+            proposer_lm=proposer_lm,
+            task=task,
+            demo_bootstrap=demo_bootstrap,
+            bootstrap_demos=bootstrap_demos,
+            **kwargs,
+        )
     if name == "meta-agent":
         from agentsearch.optimizers.meta_agent import MetaAgentOptimizer
 

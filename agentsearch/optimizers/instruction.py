@@ -95,6 +95,7 @@ class InstructionProposer(OptunaOptimizer):
         task: str = "Answer the question correctly.",
         propose_every: int = 3,
         demo_bootstrap: Callable[[], list[list[dict[str, str]]]] | None = None,
+        bootstrap_demos: bool = False,
         **kwargs: Any,
     ):
         if "prompt" not in space.levels:
@@ -106,7 +107,9 @@ class InstructionProposer(OptunaOptimizer):
         space = dataclasses.replace(
             space,
             proposal_slots=max(space.proposal_slots, 8),
-            demo_slots=max(space.demo_slots, 2 if demo_bootstrap else 0),
+            # demo sets are bootstrapped from the train split once the LMs exist (study.run_study sets
+            # demo_bootstrap then): their choices must be in the space from the first trial
+            demo_slots=max(space.demo_slots, 2 if (demo_bootstrap or bootstrap_demos) else 0),
             pool=PromptPool(),
         )
         super().__init__(space, **kwargs)

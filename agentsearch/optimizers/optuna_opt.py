@@ -212,7 +212,8 @@ class OptunaOptimizer(Optimizer):
 
         try:
             return graph_from_params(self.space, params).config_hash == graph.config_hash
-        except Exception:  # noqa: BLE001 - params from another stage or space
+        except Exception as exc:  # noqa: BLE001 - params from another stage or space: stored as a fixed graph
+            log.debug("params %s do not rebuild graph %s in this space (%s)", dict(params), graph.name, exc)
             return False
 
     # -- ask / tell -----------------------------------------------------------------------------

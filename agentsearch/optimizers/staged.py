@@ -75,10 +75,10 @@ class StagedOptimizer(OptunaOptimizer):
             instruction = getattr(best_prompt.nodes[0].params, "instruction", None) if best_prompt else None
             if instruction:
                 graph = _with_instructions(graph, {n.id: instruction for n in graph.nodes})
+        elif (base := self._best_of("topology") or self._best_of("any")) is None:
+            stage = "topology"  # nothing finished yet to tune the prompts of: explore the topology instead
+            graph = self.topology_space.sample(trial)
         else:
-            base = self._best_of("topology") or self._best_of("any")
-            if base is None:  # nothing finished yet to tune the prompts of: explore the topology instead
-                return self.topology_space.sample(trial)
             chosen = {}
             for node in base.nodes:
                 if not isinstance(node.params, LMParams) or OPERATORS[node.op].kind == "aggregator":

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 ProgramFactory = Callable[[AgentGraph], dspy.Module]
 
 
-def minibatch_schedule(n: int, first: int = 8) -> list[int]:
+def minibatch_schedule(n: int, first: int = 4) -> list[int]:
     """Cumulative example counts at which a candidate is scored: first, 2*first, 4*first, ..., n."""
     if n <= 0:
         return []
@@ -88,7 +88,7 @@ class SearchLoop:
         n_trials: int,
         parallel: int = 1,
         concurrency: int = 8,
-        min_batch: int = 8,
+        min_batch: int = 4,
         max_consecutive_failures: int = 3,
         max_consecutive_rejected: int = 200,
         observer: LoopObserver | None = None,

@@ -326,6 +326,7 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         max_resource=len(val),
         # the enqueued baselines are TPE's startup trials; without them, a few random ones
         startup_trials=4 if cfg.baselines else max(4, min(8, cfg.trials // 4)),
+        bootstrap_demos=bool(splits["train"]),  # the proposer's demo sets, bootstrapped once the LMs run
         baselines=baseline_variants(space.formats, space.primary_format, cfg.baseline_names)
         if cfg.baselines
         else None,

@@ -208,3 +208,26 @@ def test_a_proposer_that_always_fails_stops_the_study_and_each_failure_is_record
     sampled = [t for t in opt.trials() if not t.origin.startswith("baseline:")]
     assert sampled and all(t.metrics.get("proposer_failed") == 1.0 for t in sampled)
     assert all("LM" in opt.study.trials[t.number].user_attrs["proposal"]["proposer_error"] for t in sampled)
+
+
+def test_bootstrapped_demo_sets_are_sampled_by_the_proposer(tmp_path, fake_server):
+    """The demo sets are bootstrapped after the optimizer exists (the LMs start later); their choices are
+    in the space from the start, so trials do use them."""
+    from agentsearch.optimizers.instruction import bootstrap_demo_sets
+
+    fake_server.policy.p_reasoning = 1.0
+    lms = {"default": make_lm(fake_server)}
+    train = TRAIN
+    opt = make_optimizer(
+        "proposer", SearchSpace.from_levels("prompt", formats=("text",)), study_name="s",
+        storage=open_storage(str(tmp_path / "s.log"), tmp_path), sampler="random", pruner="none", seed=0,
+        min_resource=4, max_resource=8, startup_trials=3, baselines=None, task="Answer word problems.",
+        n_trials=12, bootstrap_demos=True,
+    )  # fmt: skip
+    assert opt.space.demo_slots == 2
+    opt.demo_bootstrap = lambda: bootstrap_demo_sets(lms["default"], train, metric)
+    loop = SearchLoop(opt, lambda g: compile_graph(g, lms=lms), metric, VAL, n_trials=12, min_batch=4, concurrency=4)
+    loop.run()
+    assert opt.pool.demo_sets, "demo sets were bootstrapped"
+    with_demos = [t for t in opt.trials() if t.graph and any(getattr(n.params, "demos", ()) for n in t.graph.nodes)]
+    assert with_demos, "and some trials sampled them"
