@@ -28,6 +28,7 @@ demo: install
 		--baselines cot,cot_sc5 --max-calls-per-question 6 --study demo-chain-sum
 
 test: install
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## Everything but the tests that run the real embedded model.
@@ -36,6 +37,7 @@ test-fast: install
 
 lint: install
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: install
 	$(PY) bench/overhead.py

@@ -103,8 +103,8 @@ def models_from_flags(
     announce: Any = None,
     local_model_size: str | None = None,
 ) -> Any:
-    """A :class:`~agentsearch.evaluators.models.ModelSet` (a context manager) from the CLI flags."""
-    from agentsearch.evaluators.models import ModelSet, RunConfig, spec_from_flags
+    """A :class:`~agentsearch.evaluators.llm.models.ModelSet` (a context manager) from the CLI flags."""
+    from agentsearch.evaluators.llm.models import ModelSet, RunConfig, spec_from_flags
 
     if config is not None:
         specs = dict(RunConfig.load(config).models)
@@ -275,16 +275,16 @@ def evaluate(
     if records is not None:
         writable_file(records, "--records")  # before any LLM call is spent
 
-    from agentsearch.evaluators.compile import compile_graph
     from agentsearch.evaluators.evaluator import Evaluator
-    from agentsearch.evaluators.lm import configure_cache
+    from agentsearch.evaluators.llm.lm import configure_cache
+    from agentsearch.evaluators.operators.compile import compile_graph
 
     configure_cache(None if no_cache else run_dir / "cache")
     with models_from_flags(
         model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout, local_model_size=local_model_size
     ) as models:
         _check_aliases(graph, set(models.lms))
-        from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
+        from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
 
         if needs_preparation(graph):
             err.print("building the experience memory from the train split ...")
@@ -384,8 +384,8 @@ def run(
 
     graph = AgentGraph.load(agent)
 
-    from agentsearch.evaluators.compile import compile_graph
-    from agentsearch.evaluators.lm import configure_cache, metering
+    from agentsearch.evaluators.llm.lm import configure_cache, metering
+    from agentsearch.evaluators.operators.compile import compile_graph
 
     configure_cache(None)
     with models_from_flags(
@@ -400,7 +400,7 @@ def run(
         local_model_size=local_model_size,
     ) as models:
         _check_aliases(graph, set(models.lms))
-        from agentsearch.evaluators.prepare import needs_preparation
+        from agentsearch.evaluators.operators.prepare import needs_preparation
 
         if needs_preparation(graph):
             err.print(
@@ -555,7 +555,7 @@ def optimize(
     SearchSpace.from_levels(levels)
     spec = split_spec(seed, val_size, test_size)
 
-    from agentsearch.evaluators.lm import configure_cache
+    from agentsearch.evaluators.llm.lm import configure_cache
     from agentsearch.runs.loop import StudyStopped
     from agentsearch.runs.study import StudyConfig, default_study_name, prepare_study, run_study
 
@@ -670,7 +670,7 @@ def ui(
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="default: 5000, else a free one")] = None,
 ) -> None:
     """Start the MLflow UI on the run directory's tracking store (Ctrl-C to stop)."""
-    from agentsearch.evaluators.backends.process import ManagedServer, http_status
+    from agentsearch.evaluators.llm.backends.process import ManagedServer, http_status
     from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
 
     if tracking_uri is not None and tracking_uri.startswith(("http://", "https://")):
@@ -726,7 +726,7 @@ def serve(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="where the server log goes")] = Path("runs"),
 ) -> None:
     """Run the embedded CPU model as a standalone OpenAI-compatible server (Ctrl-C to stop)."""
-    from agentsearch.evaluators.backends.local import LocalServer, LocalServerConfig
+    from agentsearch.evaluators.llm.backends.local import LocalServer, LocalServerConfig
 
     config = LocalServerConfig(
         model_path=Path(local_model) if local_model else None,
@@ -892,7 +892,7 @@ def _aliases(config: Path | None) -> tuple[str, ...]:
     """The model aliases a run config defines (``default`` first), or just ``default``."""
     if config is None:
         return ("default",)
-    from agentsearch.evaluators.models import RunConfig
+    from agentsearch.evaluators.llm.models import RunConfig
 
     names = list(RunConfig.load(config).models)
     return tuple(sorted(names, key=lambda n: (n != "default", n)))

@@ -85,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
     import dspy
 
-    from agentsearch.evaluators.compile import compile_graph
     from agentsearch.evaluators.evaluator import Evaluator
-    from agentsearch.evaluators.lm import configure_cache
-    from agentsearch.evaluators.models import ModelSet, spec_from_flags
+    from agentsearch.evaluators.llm.lm import configure_cache
+    from agentsearch.evaluators.llm.models import ModelSet, spec_from_flags
+    from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.search_space.baselines import baseline_graphs
 
     bench, questions = load_questions(args.benchmark, args.data, args.n)

@@ -32,12 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
     from agentsearch.evaluators.benchmarks import GSM8K, Example
-    from agentsearch.evaluators.compile import compile_graph
     from agentsearch.evaluators.evaluator import Evaluator
-    from agentsearch.evaluators.lm import Endpoint, build_lm, configure_cache
+    from agentsearch.evaluators.llm.lm import Endpoint, configure_cache
+    from agentsearch.evaluators.llm.pool import build_lm
+    from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.search_space.graph import AgentGraph
     from agentsearch.search_space.operators import OPERATORS
-    from tests.fake_server import FakeOpenAIServer, ReasoningPolicy
+    from agentsearch.testing.fake_server import FakeOpenAIServer, ReasoningPolicy
 
     if args.data.exists():
         bench = GSM8K(args.data)

@@ -76,10 +76,10 @@ def load_questions(data: Path | None, n: int, seed: int = 0) -> list[tuple[str, 
 
 
 class ServerProcess:
-    """``python -m tests.fake_server`` in its own process; ``url`` once it printed READY."""
+    """``python -m agentsearch.testing.fake_server`` in its own process; ``url`` once it printed READY."""
 
     def __init__(self, answers: Path, latency: float):
-        cmd = [sys.executable, "-m", "tests.fake_server", "--port", "0", "--latency", str(latency),
+        cmd = [sys.executable, "-m", "agentsearch.testing.fake_server", "--port", "0", "--latency", str(latency),
                "--answers", str(answers)]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
@@ -161,9 +161,10 @@ class Bench:
         import httpx
 
         from agentsearch.evaluators.benchmarks import Example, get_benchmark
-        from agentsearch.evaluators.compile import compile_graph
         from agentsearch.evaluators.evaluator import Evaluator
-        from agentsearch.evaluators.lm import Endpoint, MeteredLM, build_lm, configure_cache
+        from agentsearch.evaluators.llm.lm import Endpoint, MeteredLM, configure_cache
+        from agentsearch.evaluators.llm.pool import build_lm
+        from agentsearch.evaluators.operators.compile import compile_graph
         from agentsearch.search_space.baselines import baseline_graphs
 
         configure_cache(None)

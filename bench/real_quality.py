@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
 
-    from agentsearch.evaluators.lm import configure_cache
-    from agentsearch.evaluators.models import ModelSet, spec_from_flags
+    from agentsearch.evaluators.llm.lm import configure_cache
+    from agentsearch.evaluators.llm.models import ModelSet, spec_from_flags
 
     run_dir = args.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -51,10 +51,10 @@ MIN_BATCH = [4]  # first validation minibatch (--min-batch)
 
 
 def _fake_server_module() -> Any:
-    """``tests.fake_server`` (the repository root on sys.path, so the bench runs from anywhere)."""
+    """``agentsearch.testing.fake_server`` (the repository root on sys.path, so the bench runs from anywhere)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    import tests.fake_server as fake_server
+    import agentsearch.testing.fake_server as fake_server
 
     return fake_server
 
@@ -182,8 +182,9 @@ def one_run(
     import optuna
 
     from agentsearch.evaluators.benchmarks import get_benchmark
-    from agentsearch.evaluators.compile import compile_graph
-    from agentsearch.evaluators.lm import Endpoint, build_lm
+    from agentsearch.evaluators.llm.lm import Endpoint
+    from agentsearch.evaluators.llm.pool import build_lm
+    from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.optimizers.optuna_opt import OptunaOptimizer
     from agentsearch.runs.loop import SearchLoop, StudyStopped
     from agentsearch.search_space.baselines import baseline_graphs
@@ -277,7 +278,7 @@ def _study_loop_options(space: Any, lms: Any, train: list[Any], metric: Any) -> 
     if "max_calls_per_question" in accepted:
         out["max_calls_per_question"] = getattr(space, "max_calls_per_question", None)
     if "prepare" in accepted:
-        from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
+        from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
 
         def prepare(item: Any) -> Any:  # the loop passes a Candidate (or, in older loops, its graph)
             graph = getattr(item, "graph", item)
@@ -359,9 +360,10 @@ def sampler_comparison(args: argparse.Namespace, common: dict[str, Any], runs: l
 def mipro_run(seed: int, val: list[Any], train: list[Any], test: list[Any], concurrency: int) -> Run:
     """MIPROv2 on a plain CoT program: one prompt optimization on the train split, then val and test."""
     from agentsearch.evaluators.benchmarks import get_benchmark
-    from agentsearch.evaluators.compile import compile_graph
     from agentsearch.evaluators.evaluator import Evaluator
-    from agentsearch.evaluators.lm import Endpoint, build_lm, metering
+    from agentsearch.evaluators.llm.lm import Endpoint, metering
+    from agentsearch.evaluators.llm.pool import build_lm
+    from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.optimizers.dspy_prompts import optimize_prompts
     from agentsearch.search_space.baselines import baseline_graphs
 
@@ -473,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     MIN_BATCH[0] = args.min_batch
     logging.getLogger("agentsearch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="optuna")
-    from agentsearch.evaluators.lm import configure_cache
+    from agentsearch.evaluators.llm.lm import configure_cache
 
     configure_cache(None)
     val, train, source = load_splits(args.data, args.val, args.train + args.test, args.split_seed)

@@ -62,7 +62,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agentsearch.evaluators.backends.local import (  # noqa: E402
+from agentsearch.evaluators.llm.backends.local import (  # noqa: E402
     LocalServer,
     LocalServerConfig,
     XllamacppBackend,

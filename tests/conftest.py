@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.fake_server import FakeOpenAIServer, ReasoningPolicy  # noqa: E402
+from agentsearch.testing.fake_server import FakeOpenAIServer, ReasoningPolicy  # noqa: E402
 
 GSM8K_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k" / "train.jsonl"
 
@@ -54,7 +54,8 @@ def questions_file(tmp_path: Path) -> Path:
 
 
 def make_lm(server: FakeOpenAIServer, cache: bool = False, num_retries: int = 0, timeout: float = 10.0):
-    from agentsearch.evaluators.lm import Endpoint, build_lm
+    from agentsearch.evaluators.llm.lm import Endpoint
+    from agentsearch.evaluators.llm.pool import build_lm
 
     return build_lm(
         Endpoint(model=server.model, api_base=server.url), cache=cache, num_retries=num_retries, timeout=timeout

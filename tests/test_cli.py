@@ -49,7 +49,8 @@ def data_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server_url(data_file) -> str:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_server", "--port", "0", "--latency", "0.005", "--answers", str(data_file)],
+        [sys.executable, "-m", "agentsearch.testing.fake_server",
+         "--port", "0", "--latency", "0.005", "--answers", str(data_file)],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,
@@ -191,7 +192,8 @@ def test_run_names_a_failing_endpoint_in_one_line(tmp_path):
     import subprocess as sp
 
     cli("baselines", "--out", str(tmp_path / "agents"))
-    failing = sp.Popen([sys.executable, "-m", "tests.fake_server", "--port", "0", "--failure-rate", "1.0"], cwd=ROOT,
+    failing = sp.Popen([sys.executable, "-m", "agentsearch.testing.fake_server",
+         "--port", "0", "--failure-rate", "1.0"], cwd=ROOT,
                        env=ENV, stdout=sp.PIPE, text=True)
     try:
         url = failing.stdout.readline().split()[1]
@@ -289,7 +291,7 @@ def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
     exported = json.loads((export / "summary.json").read_text())
     assert exported["reproduce"].endswith(f"--model fake-model --api-base {server_url}")
     # program.json is the state of the program compile_graph rebuilds from best.yaml; it loads into it
-    from agentsearch.evaluators.compile import compile_graph
+    from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.search_space.graph import AgentGraph
 
     program = compile_graph(AgentGraph.load(export / "best.yaml"))
@@ -349,7 +351,8 @@ def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
 def test_resume_after_sigkill(tmp_path, data_file):
     """Kill the optimizer mid-study; resuming reaches the exact trial count with no trial lost or repeated."""
     slow = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_server", "--port", "0", "--latency", "0.05", "--answers", str(data_file)],
+        [sys.executable, "-m", "agentsearch.testing.fake_server",
+         "--port", "0", "--latency", "0.05", "--answers", str(data_file)],
         cwd=ROOT,
         env=ENV,
         stdout=subprocess.PIPE,

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from agentsearch.errors import GraphError, UserError
-from agentsearch.evaluators.models import RunConfig
+from agentsearch.evaluators.llm.models import RunConfig
 from agentsearch.search_space.graph import AgentGraph
 
 BOMB = """name: lol

@@ -1,4 +1,4 @@
-"""Tests for the fake OpenAI-compatible server (tests/fake_server.py)."""
+"""Tests for the fake OpenAI-compatible server (agentsearch/testing/fake_server.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ import dspy
 import httpx
 import pytest
 
-from tests.conftest import GSM8K_TRAIN
-from tests.fake_server import (
+from agentsearch.testing.fake_server import (
     ChatRequest,
     ConstantPolicy,
     FakeOpenAIServer,
@@ -31,6 +30,7 @@ from tests.fake_server import (
     load_answers_jsonl,
     parse_signature_fields,
 )
+from tests.conftest import GSM8K_TRAIN
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K = GSM8K_TRAIN
@@ -486,7 +486,7 @@ def test_real_gsm8k_questions_are_found() -> None:
 
 def _start_cli(*args: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_server", "--port", "0", *args],
+        [sys.executable, "-m", "agentsearch.testing.fake_server", "--port", "0", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

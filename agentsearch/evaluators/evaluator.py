@@ -30,7 +30,7 @@ from typing import Any
 import dspy
 
 from agentsearch.evaluators.benchmarks import Example, Score
-from agentsearch.evaluators.lm import Meter, metering
+from agentsearch.evaluators.llm.lm import Meter, metering
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ is logged as a warning and the graph comes back unchanged (a prompt step never k
 LM calls: every program call goes through the node's own LM from ``lms`` (by its ``model`` alias);
 DSPy's ``settings.lm`` is set to ``lms["default"]`` only for the duration of the call, and the
 proposer/reflection calls use ``proposer_lm`` (else the default LM). The active usage meter
-(:func:`agentsearch.evaluators.lm.metering`) follows the calls into DSPy's worker threads.
+(:func:`agentsearch.evaluators.llm.lm.metering`) follows the calls into DSPy's worker threads.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from pydantic import ValidationError
 
 from agentsearch.errors import UserError
 from agentsearch.evaluators.benchmarks import Example
-from agentsearch.evaluators.compile import GraphProgram
-from agentsearch.evaluators.lm import Meter, current_meter, metering
+from agentsearch.evaluators.llm.lm import Meter, current_meter, metering
+from agentsearch.evaluators.operators.compile import GraphProgram
 from agentsearch.search_space.graph import AgentGraph, NodeConfig
 from agentsearch.search_space.operators import Demo
 

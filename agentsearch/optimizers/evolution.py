@@ -437,7 +437,7 @@ def rewrite_instruction(
     text: str | None = None
     if lm is not None:
         try:
-            from agentsearch.evaluators.formats import proposer_adapter
+            from agentsearch.evaluators.operators.formats import proposer_adapter
 
             with dspy.context(lm=lm, adapter=proposer_adapter()):
                 pred = dspy.Predict(RewriteInstruction)(
@@ -590,7 +590,7 @@ class EvolutionaryOptimizer(ProposalOptimizer):
             instruction, ``module`` -> operator swap and knobs, ``agent`` -> branches, aggregator,
             final stage and branch crossover).
         proposer_lm: a DSPy LM that rewrites instructions; without one the space's pool is used.
-            Wrap it in :class:`~agentsearch.evaluators.lm.MeteringMixin` (any LM from ``build_lm``
+            Wrap it in :class:`~agentsearch.evaluators.llm.lm.MeteringMixin` (any LM from ``build_lm``
             is) so its calls are charged to the trial.
         mutation_rate: probability that a child gets one more mutation (a crossover child: its
             first); at most ``max_mutations`` per child.

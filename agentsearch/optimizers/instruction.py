@@ -17,7 +17,7 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from agentsearch.evaluators.lm import Meter, metering
+from agentsearch.evaluators.llm.lm import Meter, metering
 from agentsearch.optimizers.base import Candidate, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer
 from agentsearch.optimizers.proposal import ProposerFailures, charge_proposer, proposer_failed_metric
@@ -61,13 +61,13 @@ def bootstrap_demo_sets(
     answer_kind: str = "text",
 ) -> list[list[dict[str, str]]]:
     """Demo sets of ``k`` correct chain-of-thought traces each, from the train split (in the default format)."""
-    from agentsearch.evaluators.operators import Solve
+    from agentsearch.evaluators.operators.base import Solve
 
     solver = dspy.ChainOfThought(
         Solve.with_instructions("Solve the question step by step. Give only the final answer as the answer.")
     )
     solver.set_lm(lm)
-    from agentsearch.evaluators.formats import make_adapter
+    from agentsearch.evaluators.operators.formats import make_adapter
 
     adapter = make_adapter(DEFAULT_FORMAT, answer_kind)
     good: list[dict[str, str]] = []
@@ -193,7 +193,7 @@ class InstructionProposer(OptunaOptimizer):
             "successes": _examples(best.examples, True, 2),
             "earlier_proposals": history,
         }
-        from agentsearch.evaluators.formats import proposer_adapter
+        from agentsearch.evaluators.operators.formats import proposer_adapter
 
         with dspy.context(adapter=proposer_adapter()):
             out = propose(**inputs, config={"temperature": 0.7, "rollout_id": len(done)})

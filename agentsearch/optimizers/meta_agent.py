@@ -129,7 +129,7 @@ class MetaAgentOptimizer(ProposalOptimizer):
             if attempts:
                 attempts[-1]["rejected"] = feedback
             try:
-                from agentsearch.evaluators.formats import proposer_adapter
+                from agentsearch.evaluators.operators.formats import proposer_adapter
 
                 with dspy.context(adapter=proposer_adapter()):
                     out = design(

@@ -12,7 +12,7 @@ import logging
 from abc import abstractmethod
 from typing import Any
 
-from agentsearch.evaluators.lm import Meter, metering
+from agentsearch.evaluators.llm.lm import Meter, metering
 from agentsearch.optimizers.base import Candidate, FinishedTrial, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer
 from agentsearch.search_space.graph import AgentGraph

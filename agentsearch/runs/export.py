@@ -66,7 +66,7 @@ def export_study(
     selected_val: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write best.yaml, pareto/*.yaml, program.json and summary.json; returns what was written."""
-    from agentsearch.evaluators.compile import compile_graph
+    from agentsearch.evaluators.operators.compile import compile_graph
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import dspy
 
 from agentsearch.evaluators.benchmarks import Example
 from agentsearch.evaluators.evaluator import EvalResult, Evaluator, ExampleRecord
-from agentsearch.evaluators.lm import metering
+from agentsearch.evaluators.llm.lm import metering
 from agentsearch.optimizers.base import OVER_BUDGET, Candidate, Optimizer, TrialResult
 from agentsearch.search_space.graph import AgentGraph
 

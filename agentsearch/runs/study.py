@@ -17,9 +17,9 @@ from typing import Any
 import dspy
 
 from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec, get_benchmark
-from agentsearch.evaluators.compile import compile_graph
+from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator, ExampleRecord
-from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
+from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
 from agentsearch.optimizers.base import Candidate, FinishedTrial, Optimizer, TrialResult, parse_objectives
 from agentsearch.optimizers.optuna_opt import open_storage
 from agentsearch.runs.loop import LoopStats, SearchLoop

@@ -5,7 +5,7 @@ other node runs one operator (``op``) with typed ``params`` and receives the que
 outputs of the nodes listed in its ``inputs``. The ``output`` node's answer is the agent's answer.
 
 The config is what is stored, logged and exported, never a live program: compile it with
-:func:`agentsearch.evaluators.compile.compile_graph`. Its :attr:`AgentGraph.config_hash` is a stable
+:func:`agentsearch.evaluators.operators.compile.compile_graph`. Its :attr:`AgentGraph.config_hash` is a stable
 identity (the same behaviour-relevant config gives the same hash on every machine).
 
 YAML form (human-editable; params left out take the operator's defaults)::

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Output formats of LM nodes (see :mod:`agentsearch.evaluators.formats`); a prompt-level search dimension.
+#: Output formats of LM nodes (see :mod:`agentsearch.evaluators.operators.formats`); a prompt-level search dimension.
 FORMATS: tuple[str, ...] = ("text", "chat", "xml", "json")
 #: The format of nodes that do not set one, chosen by measurement on the embedded models
 #: (docs/performance.md, "Output formats"): the small models follow only the natural ``text`` format.

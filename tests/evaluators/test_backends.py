@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from agentsearch.errors import EndpointError, UserError
-from agentsearch.evaluators.backends.local import (
+from agentsearch.evaluators.llm.backends.local import (
     PACKAGED_MODELS,
     LocalServer,
     LocalServerConfig,
@@ -35,8 +35,8 @@ from agentsearch.evaluators.backends.local import (
     packaged_model,
     resolve_model,
 )
-from agentsearch.evaluators.backends.process import ManagedServer, check_port_free, free_port
-from agentsearch.evaluators.backends.vllm import VllmServer, vllm_alias
+from agentsearch.evaluators.llm.backends.process import ManagedServer, check_port_free, free_port
+from agentsearch.evaluators.llm.backends.vllm import VllmServer, vllm_alias
 
 REPO = Path(__file__).resolve().parents[2]
 STAND_INS = REPO / "tests" / "stand_ins"
@@ -174,7 +174,7 @@ def _spawn_parent(tmp_path: Path, tail: str) -> tuple[subprocess.Popen[str], int
     """A python process that starts the stand-in under ManagedServer, prints its pid, then ``tail``."""
     script = (
         "import sys\n"
-        "from agentsearch.evaluators.backends.process import ManagedServer\n"
+        "from agentsearch.evaluators.llm.backends.process import ManagedServer\n"
         f"s = ManagedServer({_standin_cmd()!r}, name='standin', log_dir={str(tmp_path)!r}, "
         "startup_timeout_s=30).start()\n"
         "print(s.pid, flush=True)\n" + tail
@@ -244,7 +244,7 @@ def test_vllm_server_spawns_passes_flags_and_stops(standin_path: Path, tmp_path:
 
         import dspy
 
-        from agentsearch.evaluators.lm import build_lm
+        from agentsearch.evaluators.llm.pool import build_lm
 
         lm = build_lm(ep, cache=False, num_retries=0, timeout=10)
         with dspy.context(lm=lm):
@@ -359,7 +359,7 @@ def test_xllamacpp_command_splits_context_across_slots(tmp_path: Path) -> None:
         pytest.skip("xllamacpp is not installed")
     argv = XllamacppBackend().command(tmp_path / "m.gguf", "127.0.0.1", 1234, parallel=4, threads=2,
                                       ctx_size=4096, alias="local-m-1234")
-    assert argv[:4] == [sys.executable, "-m", "agentsearch.evaluators.backends.local", "serve"]
+    assert argv[:4] == [sys.executable, "-m", "agentsearch.evaluators.llm.backends.local", "serve"]
     assert argv[argv.index("--ctx-size") + 1] == str(4 * 4096)
     assert argv[argv.index("--alias") + 1] == "local-m-1234"
 
@@ -516,7 +516,7 @@ def test_hub_model_is_preferred_when_reachable(tmp_path: Path, tiny_gguf: Path, 
     pytest.importorskip("huggingface_hub")
     import huggingface_hub
 
-    from agentsearch.evaluators.backends import local
+    from agentsearch.evaluators.llm.backends import local
 
     calls: list[dict] = []
 
@@ -583,7 +583,8 @@ def test_embedded_model_end_to_end(tmp_path: Path) -> None:
 
     import dspy
 
-    from agentsearch.evaluators.lm import Meter, build_lm, metering
+    from agentsearch.evaluators.llm.lm import Meter, metering
+    from agentsearch.evaluators.llm.pool import build_lm
 
     cfg = LocalServerConfig(log_dir=tmp_path, use_hub=False, model_size="0.5b", startup_timeout_s=300)
     with LocalServer(cfg) as server:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from agentsearch.evaluators.calculator import MAX_LENGTH, evaluate
+from agentsearch.evaluators.tools.calculator import MAX_LENGTH, evaluate
 
 
 @pytest.mark.parametrize(

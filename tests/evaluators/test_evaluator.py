@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from agentsearch.evaluators.benchmarks import Example
-from agentsearch.evaluators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator
-from agentsearch.evaluators.lm import configure_cache
+from agentsearch.evaluators.llm.lm import configure_cache
+from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.search_space.graph import AgentGraph
 from tests.conftest import QUESTIONS, make_lm
 

@@ -8,9 +8,12 @@ from pathlib import Path
 import dspy
 import pytest
 
-from agentsearch.evaluators.formats import TextAdapter, make_adapter
-from agentsearch.evaluators.operators import Critique, Solve
-from agentsearch.evaluators.operators_more import Judge, PlanSolve, Principle, Verify, WriteProgram
+from agentsearch.evaluators.operators.acting import WriteProgram
+from agentsearch.evaluators.operators.aggregators import Judge
+from agentsearch.evaluators.operators.base import Critique, Solve
+from agentsearch.evaluators.operators.formats import TextAdapter, make_adapter
+from agentsearch.evaluators.operators.prompting import PlanSolve, Principle
+from agentsearch.evaluators.operators.sampling import Verify
 from agentsearch.search_space.operators import FORMATS
 
 COT = dspy.ChainOfThought(Solve).predict.signature

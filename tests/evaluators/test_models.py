@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from agentsearch.errors import EndpointError, UserError
-from agentsearch.evaluators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator
-from agentsearch.evaluators.lm import Endpoint, build_lm, metering
-from agentsearch.evaluators.models import ModelSet, RunConfig, spec_from_flags
-from agentsearch.evaluators.pool import PooledLM
+from agentsearch.evaluators.llm.lm import Endpoint, metering
+from agentsearch.evaluators.llm.models import ModelSet, RunConfig, spec_from_flags
+from agentsearch.evaluators.llm.pool import PooledLM, build_lm
+from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.search_space.graph import AgentGraph
+from agentsearch.testing.fake_server import FakeOpenAIServer, ReasoningPolicy
 from tests.conftest import QUESTIONS
-from tests.fake_server import FakeOpenAIServer, ReasoningPolicy
 
 Q = next(iter(QUESTIONS))
 
@@ -144,7 +144,7 @@ def test_flags(tmp_path):
 
 
 def test_the_embedded_model_gets_a_longer_call_timeout(tmp_path):
-    from agentsearch.evaluators.models import LOCAL_TIMEOUT_S, ModelSet, spec_from_flags
+    from agentsearch.evaluators.llm.models import LOCAL_TIMEOUT_S, ModelSet, spec_from_flags
 
     local, remote = spec_from_flags("local", []), spec_from_flags("m", ["http://127.0.0.1:9/v1"])
     assert ModelSet({}, run_dir=tmp_path).call_timeout(local) == LOCAL_TIMEOUT_S == 600

@@ -15,14 +15,14 @@ import pytest
 from dspy.utils.dummies import DummyLM
 
 from agentsearch.evaluators.benchmarks import Example, Score
-from agentsearch.evaluators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator
-from agentsearch.evaluators.library import IMPLEMENTATIONS
-from agentsearch.evaluators.lm import MeteringMixin, metering
+from agentsearch.evaluators.llm.lm import MeteringMixin, metering
+from agentsearch.evaluators.operators.compile import compile_graph
+from agentsearch.evaluators.operators.registry import IMPLEMENTATIONS
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.operators import FORMATS, OPERATORS, LMParams
+from agentsearch.testing.fake_server import format_chat_adapter, format_text
 from tests.conftest import QUESTIONS, make_lm
-from tests.fake_server import format_chat_adapter, format_text
 
 QUESTION = next(iter(QUESTIONS))
 GOLD = QUESTIONS[QUESTION]
@@ -303,7 +303,7 @@ def test_upstream_solutions_render_the_same_whatever_their_format(fake_server):
 
 def test_experience_memory_is_distilled_from_train_and_never_made_up(fake_server):
     from agentsearch.evaluators.benchmarks import Example
-    from agentsearch.evaluators.prepare import needs_preparation, prepare_graph
+    from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
 
     train = [Example(f"t{i}", q, a) for i, (q, a) in enumerate(list(QUESTIONS.items())[:4])]
     lms = {"default": make_lm(fake_server)}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agentsearch.evaluators.sandbox import SandboxLimits, SandboxResult, run_python
+from agentsearch.evaluators.tools.sandbox import SandboxLimits, SandboxResult, run_python
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is tested on Linux")
 
@@ -492,7 +492,7 @@ def test_missing_interpreter_is_reported() -> None:
 @pytest.fixture
 def without_netns_and_landlock(monkeypatch: pytest.MonkeyPatch) -> None:
     """What a machine without namespaces or Landlock gets: the audit-hook network block."""
-    from agentsearch.evaluators import sandbox
+    from agentsearch.evaluators.tools import sandbox
 
     monkeypatch.setattr(sandbox, "_DISABLED_MECHANISMS", frozenset({"netns", "landlock"}))
 
@@ -563,7 +563,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs /proc/<pid>/task/<tid>/children")
 def test_child_dies_with_its_parent(tmp_path: Path) -> None:
-    module = REPO / "agentsearch" / "evaluators" / "sandbox.py"
+    module = REPO / "agentsearch" / "evaluators" / "tools" / "sandbox.py"
     helper = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('sb', {str(module)!r})\n"

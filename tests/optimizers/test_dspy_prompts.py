@@ -16,12 +16,12 @@ from dspy.utils.exceptions import LMError
 from agentsearch.errors import GraphError, UserError
 from agentsearch.evaluators.answers import answers_match, extract_answer
 from agentsearch.evaluators.benchmarks import Example
-from agentsearch.evaluators.compile import compile_graph
-from agentsearch.evaluators.lm import metering
+from agentsearch.evaluators.llm.lm import metering
+from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.optimizers.dspy_prompts import PROMPT_OPTIMIZERS, optimize_prompts
 from agentsearch.search_space.graph import AgentGraph
+from agentsearch.testing.fake_server import ConstantPolicy, FakeOpenAIServer, ReasoningPolicy
 from tests.conftest import QUESTIONS, make_lm
-from tests.fake_server import ConstantPolicy, FakeOpenAIServer, ReasoningPolicy
 
 ITEMS = list(QUESTIONS.items())
 #: What the proposer/reflection LM answers: an instruction the fake task model rewards (keywords).

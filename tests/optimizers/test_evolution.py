@@ -10,7 +10,7 @@ import pytest
 from dspy.utils.dummies import DummyLM
 
 from agentsearch.errors import UserError
-from agentsearch.evaluators.lm import MeteringMixin
+from agentsearch.evaluators.llm.lm import MeteringMixin
 from agentsearch.optimizers.evolution import (
     MUTATIONS,
     EvolutionaryOptimizer,

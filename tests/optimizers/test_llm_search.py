@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agentsearch.evaluators.benchmarks import Example
-from agentsearch.evaluators.compile import compile_graph
+from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.optimizers import make_optimizer
 from agentsearch.optimizers.optuna_opt import open_storage
 from agentsearch.runs.loop import SearchLoop
@@ -154,7 +154,7 @@ def test_strategy_runs_from_the_cli_to_export(name, tmp_path, questions_file):
     if prompt_optimizer:
         cmd += ["--prompt-optimizer", prompt_optimizer]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_server", "--port", "0", "--answers", str(questions_file)],
+        [sys.executable, "-m", "agentsearch.testing.fake_server", "--port", "0", "--answers", str(questions_file)],
         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -178,7 +178,7 @@ def test_strategy_runs_from_the_cli_to_export(name, tmp_path, questions_file):
 
 def test_a_proposer_that_always_fails_stops_the_study_and_each_failure_is_recorded(tmp_path, fake_server):
     from agentsearch.errors import ProposerError
-    from tests.fake_server import FakeOpenAIServer
+    from agentsearch.testing.fake_server import FakeOpenAIServer
 
     with FakeOpenAIServer() as broken:
         broken.set_failure_rate(1.0, status=500)

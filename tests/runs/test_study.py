@@ -33,7 +33,7 @@ def _metric(example: Example, prediction: str) -> bool:
 
 
 def _loop(tmp_path: Path, server, n_trials: int, pruner: str = "sha", space: SearchSpace | None = None, **kw):
-    from agentsearch.evaluators.compile import compile_graph
+    from agentsearch.evaluators.operators.compile import compile_graph
 
     opt = OptunaOptimizer(
         space or SearchSpace(),

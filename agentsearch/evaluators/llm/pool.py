@@ -18,7 +18,7 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import is_retryable_lm_error
 
-from agentsearch.evaluators.lm import DEFAULT_TIMEOUT_S, Endpoint, MeteringMixin, lm_model_name
+from agentsearch.evaluators.llm.lm import DEFAULT_TIMEOUT_S, Endpoint, MeteredLM, MeteringMixin, lm_model_name
 
 log = logging.getLogger(__name__)
 
@@ -128,3 +128,30 @@ class PooledLM(MeteringMixin, _PoolRouter):
             )
             for e in endpoints
         ]
+
+
+def build_lm(
+    endpoint: Endpoint | list[Endpoint],
+    *,
+    cache: bool = True,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    num_retries: int = 3,
+) -> dspy.LM:
+    """A metered DSPy LM on DSPy's native client (not the LiteLLM path) for one OpenAI-compatible
+    endpoint, or a :class:`PooledLM` spreading calls over several."""
+    if isinstance(endpoint, list):
+        if len(endpoint) > 1:
+            return PooledLM(
+                endpoint, alias=endpoint[0].alias, cache=cache, timeout=timeout, num_retries=min(num_retries, 1)
+            )
+        endpoint = endpoint[0]
+    return MeteredLM(
+        lm_model_name(endpoint),
+        alias=endpoint.alias,
+        api_base=endpoint.api_base.rstrip("/"),
+        api_key=endpoint.api_key or "not-needed",
+        cache=cache,
+        num_retries=num_retries,
+        timeout=timeout,
+        engine="lm15",
+    )

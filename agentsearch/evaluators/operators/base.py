@@ -1,20 +1,17 @@
-"""Operator implementations: one small ``dspy.Module`` per operator spec.
-
-Every operator is built from a :class:`~agentsearch.search_space.graph.NodeConfig` and called as
-``module(question=..., upstream=[NodeOutput, ...]) -> NodeOutput``. The node's instruction (prompt
-level) replaces the signature's instructions, its demos become the predictor's few-shot demos, and
-its sampling knobs go into every LM call's config.
+"""Operator base: what a node passes on (:class:`NodeOutput`), shared signatures,
+:class:`OperatorModule` and helpers.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 
-from agentsearch.evaluators.answers import majority_vote
 from agentsearch.search_space.graph import NodeConfig
 from agentsearch.search_space.operators import LMParams
 
@@ -26,9 +23,6 @@ class NodeOutput:
     answer: str
     reasoning: str = ""
     samples: tuple[str, ...] = field(default=())
-
-
-# -- signatures -------------------------------------------------------------------------------
 
 
 class Solve(dspy.Signature):
@@ -71,9 +65,6 @@ class Aggregate(dspy.Signature):
     question: str = dspy.InputField()
     candidates: str = dspy.InputField(desc="candidate solutions from other agents; some may be wrong")
     answer: str = dspy.OutputField(desc="the final answer only (a number or a short phrase)")
-
-
-# -- helpers ----------------------------------------------------------------------------------
 
 
 def render_solution(out: NodeOutput) -> str:
@@ -146,104 +137,26 @@ class OperatorModule(dspy.Module):
         raise NotImplementedError
 
 
-class PredictOp(OperatorModule):
-    """Direct answer, one call."""
-
-    reasoning = False
-
-    def __init__(self, node: NodeConfig):
-        super().__init__(node)
-        self.solve = self._predictor(Solve, self.reasoning)
-        self.solve_ctx = self._predictor(SolveWithContext, self.reasoning) if node.upstream else None
-
-    def _solve_once(self, question: str, upstream: Sequence[NodeOutput], sample: int | None = None) -> NodeOutput:
-        if upstream and self.solve_ctx is not None:
-            pred = self.solve_ctx(question=question, context=format_solutions(upstream), config=self._config(sample))
-        else:
-            pred = self.solve(question=question, config=self._config(sample))
-        return NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"))
-
-    def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
-        return self._solve_once(question, upstream)
+def with_context(question: str, upstream: Sequence[NodeOutput]) -> str:
+    """The question, followed by upstream solutions when there are any."""
+    if not upstream:
+        return question
+    return f"{question}\n\nEarlier solutions (they may contain errors):\n{format_solutions(upstream)}"
 
 
-class CoTOp(PredictOp):
-    """Chain of thought, one call."""
-
-    reasoning = True
-
-
-class SelfConsistencyOp(CoTOp):
-    """n chain-of-thought samples, majority vote over normalized answers."""
-
-    def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
-        samples = sample_outputs(lambda i: self._solve_once(question, upstream, sample=i), self.params.n)  # type: ignore[attr-defined]
-        winner = majority_vote([s.answer for s in samples])
-        reasoning = next((s.reasoning for s in samples if s.answer == winner), "")
-        return NodeOutput(answer=winner, reasoning=reasoning, samples=tuple(s.answer for s in samples))
+def _lines(text: str, limit: int) -> list[str]:
+    """Items of a one-per-line list, numbering and bullets stripped."""
+    items = [re.sub(r"^\s*(?:\d+[.)]|[-*•])\s*", "", line).strip() for line in str(text or "").splitlines()]
+    return [i for i in items if i][:limit]
 
 
-class SelfRefineOp(OperatorModule):
-    """Draft (or take the upstream answer), then critique -> revise for up to k rounds."""
-
-    def __init__(self, node: NodeConfig):
-        super().__init__(node)
-        self.draft = self._predictor(Solve, reasoning=True)
-        self.critique = dspy.Predict(Critique)
-        self.revise = self._predictor(Revise, reasoning=True)
-
-    def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
-        if upstream:
-            current = upstream[0]
-        else:
-            pred = self.draft(question=question, config=self._config())
-            current = NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"))
-        for _ in range(self.params.rounds):  # type: ignore[attr-defined]
-            solution = render_solution(current)
-            check = self.critique(question=question, solution=solution, config=self._config())
-            if check.is_correct is True:
-                break
-            pred = self.revise(
-                question=question, solution=solution, critique=_text(check, "critique"), config=self._config()
-            )
-            current = NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"))
-        return current
+def _float(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(str(value).strip().rstrip("%"))
+    except (TypeError, ValueError):
+        return default
 
 
-class VoteOp(OperatorModule):
-    """Majority vote over upstream answers; no LM call."""
-
-    def __init__(self, node: NodeConfig):
-        dspy.Module.__init__(self)
-        self.node_id, self.op, self.params, self.instruction = node.id, node.op, node.params, ""
-
-    def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
-        answers = [u.answer for u in upstream]
-        winner = majority_vote(answers)
-        reasoning = next((u.reasoning for u in upstream if u.answer == winner), "")
-        return NodeOutput(answer=winner, reasoning=reasoning, samples=tuple(answers))
-
-
-class AggregateOp(OperatorModule):
-    """An LM reads the upstream solutions and writes the final answer."""
-
-    def __init__(self, node: NodeConfig):
-        super().__init__(node)
-        self.aggregate = self._predictor(Aggregate, reasoning=True)
-
-    def forward(self, question: str, upstream: Sequence[NodeOutput] = ()) -> NodeOutput:
-        pred = self.aggregate(
-            question=question, candidates=format_solutions(upstream, "Candidate"), config=self._config()
-        )
-        return NodeOutput(answer=_text(pred, "answer"), reasoning=_text(pred, "reasoning"))
-
-
-#: The v1 operators; the full registry (with :mod:`operators_more`) is :mod:`agentsearch.evaluators.library`.
-V1_IMPLEMENTATIONS: dict[str, Callable[[NodeConfig], OperatorModule]] = {
-    "predict": PredictOp,
-    "cot": CoTOp,
-    "self_consistency": SelfConsistencyOp,
-    "self_refine": SelfRefineOp,
-    "vote": VoteOp,
-    "aggregate": AggregateOp,
-}
+def _int(value: Any, default: int | None = None) -> int | None:
+    m = re.search(r"-?\d+", str(value or ""))
+    return int(m.group()) if m else default

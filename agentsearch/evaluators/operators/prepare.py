@@ -33,7 +33,7 @@ def prepare_graph(
     answer_kind: str = "text",
 ) -> AgentGraph:
     """The graph with every node that needs training data built (insights distilled from ``train``)."""
-    from agentsearch.evaluators.operators_more import build_insights
+    from agentsearch.evaluators.operators.reflection import build_insights
 
     if not train:
         from agentsearch.errors import DataError

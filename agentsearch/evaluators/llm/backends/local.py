@@ -2,9 +2,9 @@
 
 The default backend is llama.cpp's native C++ server (continuous batching, parallel slots, prompt
 cache) through the ``xllamacpp`` wheel, run as a subprocess of ours
-(``python -m agentsearch.evaluators.backends.local serve ...``) so that it can be killed cleanly,
+(``python -m agentsearch.evaluators.llm.backends.local serve ...``) so that it can be killed cleanly,
 logs to a file, and never takes our process down when it crashes. Backends implement
-:class:`~agentsearch.evaluators.backends.process.ServerBackend`; ``llama-cpp-python``'s server
+:class:`~agentsearch.evaluators.llm.backends.process.ServerBackend`; ``llama-cpp-python``'s server
 (which serializes requests) is compared in bench/serving.py.
 
 Which model (:func:`resolve_model`), in order:
@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from agentsearch.errors import UserError
-from agentsearch.evaluators.backends.process import DEFAULT_HOST, LaunchedServer, ManagedServer, ServerBackend
+from agentsearch.evaluators.llm.backends.process import DEFAULT_HOST, LaunchedServer, ManagedServer, ServerBackend
 
 __all__ = [
     "GGUF_MAGIC",
@@ -535,7 +535,7 @@ class XllamacppBackend:
                 "(or: pip install xllamacpp)"
             )
         return [
-            self.python, "-m", "agentsearch.evaluators.backends.local", "serve",
+            self.python, "-m", "agentsearch.evaluators.llm.backends.local", "serve",
             "--model", str(model_path), "--host", host, "--port", str(port),
             "--parallel", str(parallel), "--threads", str(threads),
             "--ctx-size", str(ctx_size * parallel), "--alias", alias,
@@ -640,7 +640,7 @@ def _pythonpath_with_us() -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# The server process: python -m agentsearch.evaluators.backends.local serve ...
+# The server process: python -m agentsearch.evaluators.llm.backends.local serve ...
 # --------------------------------------------------------------------------------------------------
 
 
@@ -648,7 +648,7 @@ def _serve(argv: Sequence[str] | None = None) -> int:
     import signal
     import threading
 
-    ap = argparse.ArgumentParser(prog="python -m agentsearch.evaluators.backends.local serve")
+    ap = argparse.ArgumentParser(prog="python -m agentsearch.evaluators.llm.backends.local serve")
     ap.add_argument("--model", required=True)
     ap.add_argument("--host", default=DEFAULT_HOST)
     ap.add_argument("--port", type=int, required=True)
@@ -691,7 +691,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] != "serve":
         sys.stderr.write(
-            "usage: python -m agentsearch.evaluators.backends.local serve --model PATH --port N ...\n"
+            "usage: python -m agentsearch.evaluators.llm.backends.local serve --model PATH --port N ...\n"
         )
         return 2
     return _serve(args[1:])

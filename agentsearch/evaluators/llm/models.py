@@ -28,7 +28,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentsearch.errors import EndpointError, UserError
-from agentsearch.evaluators.lm import DEFAULT_TIMEOUT_S, Endpoint, build_lm, check_endpoint
+from agentsearch.evaluators.llm.lm import DEFAULT_TIMEOUT_S, Endpoint, check_endpoint
+from agentsearch.evaluators.llm.pool import build_lm
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ class ModelSet:
     def _launch(self, alias: str, spec: ModelSpec) -> list[Endpoint]:
         log_dir = self.run_dir / "servers"
         if spec.launcher == "local":
-            from agentsearch.evaluators.backends.local import LocalServer, LocalServerConfig
+            from agentsearch.evaluators.llm.backends.local import LocalServer, LocalServerConfig
 
             server = LocalServer(
                 LocalServerConfig(
@@ -211,7 +212,7 @@ class ModelSet:
                 progress=self.progress,
             )
         else:
-            from agentsearch.evaluators.backends.vllm import VllmServer
+            from agentsearch.evaluators.llm.backends.vllm import VllmServer
 
             v = spec.vllm
             server = VllmServer(

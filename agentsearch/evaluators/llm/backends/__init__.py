@@ -1,13 +1,13 @@
 """Model servers that agentsearch starts and stops itself.
 
-* :mod:`~agentsearch.evaluators.backends.local`: the embedded CPU server (llama.cpp through the
+* :mod:`~agentsearch.evaluators.llm.backends.local`: the embedded CPU server (llama.cpp through the
   ``xllamacpp`` wheel) for a local GGUF model, found or unpacked by ``resolve_model``;
-* :mod:`~agentsearch.evaluators.backends.vllm`: ``vllm serve`` on GPU machines;
-* :mod:`~agentsearch.evaluators.backends.process`: the shared subprocess machinery
+* :mod:`~agentsearch.evaluators.llm.backends.vllm`: ``vllm serve`` on GPU machines;
+* :mod:`~agentsearch.evaluators.llm.backends.process`: the shared subprocess machinery
   (:class:`ManagedServer`: free port, health wait, log file, no orphans).
 
 Importing this package is cheap (no DSPy, no native libraries), and its names are loaded lazily so
-that the server process (``python -m agentsearch.evaluators.backends.local serve``) does not import
+that the server process (``python -m agentsearch.evaluators.llm.backends.local serve``) does not import
 its own module twice.
 """
 
@@ -17,15 +17,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agentsearch.evaluators.backends.local import (
+    from agentsearch.evaluators.llm.backends.local import (
         LocalServer,
         LocalServerConfig,
         ResolvedModel,
         XllamacppBackend,
         resolve_model,
     )
-    from agentsearch.evaluators.backends.process import ManagedServer, ServerBackend
-    from agentsearch.evaluators.backends.vllm import VllmServer
+    from agentsearch.evaluators.llm.backends.process import ManagedServer, ServerBackend
+    from agentsearch.evaluators.llm.backends.vllm import VllmServer
 
 _WHERE = {
     "LocalServer": "local",

@@ -3,7 +3,7 @@
 Nodes run in topological order (networkx); the nodes of one topological generation are
 independent, so with ``parallel=True`` they run concurrently, each in a copy of the caller's
 context (DSPy settings and the active usage meter follow them). Each node runs under the DSPy
-adapter of its ``format`` param (:mod:`agentsearch.evaluators.formats`); ``answer_kind`` is what the
+adapter of its ``format`` param (:mod:`agentsearch.evaluators.operators.formats`); ``answer_kind`` is what the
 benchmark's answers are (``number`` lets the text format read a reply's last number as a last resort).
 """
 
@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import dspy
 
 from agentsearch.errors import GraphError
-from agentsearch.evaluators.formats import DEFAULT_FORMAT, make_adapter
-from agentsearch.evaluators.library import build_operator
-from agentsearch.evaluators.operators import NodeOutput, OperatorModule
+from agentsearch.evaluators.operators.base import NodeOutput, OperatorModule
+from agentsearch.evaluators.operators.formats import DEFAULT_FORMAT, make_adapter
+from agentsearch.evaluators.operators.registry import build_operator
 from agentsearch.search_space.graph import AgentGraph
 
 

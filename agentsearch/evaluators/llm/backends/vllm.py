@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agentsearch.errors import UserError
-from agentsearch.evaluators.backends.process import DEFAULT_HOST, LaunchedServer, ManagedServer
+from agentsearch.evaluators.llm.backends.process import DEFAULT_HOST, LaunchedServer, ManagedServer
 
 if TYPE_CHECKING:
     pass

@@ -41,7 +41,7 @@ from typing import IO, TYPE_CHECKING, Protocol
 from agentsearch.errors import EndpointError, UserError
 
 if TYPE_CHECKING:
-    from agentsearch.evaluators.lm import Endpoint
+    from agentsearch.evaluators.llm.lm import Endpoint
 
 __all__ = [
     "ManagedServer",
@@ -472,7 +472,7 @@ class LaunchedServer:
         return self._server.log_path if self._server is not None else None
 
     def endpoint(self, alias: str = "default") -> Endpoint:
-        """The :class:`~agentsearch.evaluators.lm.Endpoint` to pass to ``build_lm``."""
-        from agentsearch.evaluators.lm import Endpoint
+        """The :class:`~agentsearch.evaluators.llm.lm.Endpoint` to pass to ``build_lm``."""
+        from agentsearch.evaluators.llm.lm import Endpoint
 
         return Endpoint(model=self.model_name, api_base=self.url, api_key=None, alias=alias)

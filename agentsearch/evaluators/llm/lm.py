@@ -223,35 +223,6 @@ def lm_model_name(endpoint: Endpoint) -> str:
     return f"{provider}/{endpoint.model.removeprefix('openai/')}"
 
 
-def build_lm(
-    endpoint: Endpoint | list[Endpoint],
-    *,
-    cache: bool = True,
-    timeout: float = DEFAULT_TIMEOUT_S,
-    num_retries: int = 3,
-) -> dspy.LM:
-    """A metered DSPy LM on DSPy's native client (not the LiteLLM path) for one OpenAI-compatible
-    endpoint, or a :class:`~agentsearch.evaluators.pool.PooledLM` spreading calls over several."""
-    if isinstance(endpoint, list):
-        if len(endpoint) > 1:
-            from agentsearch.evaluators.pool import PooledLM
-
-            return PooledLM(
-                endpoint, alias=endpoint[0].alias, cache=cache, timeout=timeout, num_retries=min(num_retries, 1)
-            )
-        endpoint = endpoint[0]
-    return MeteredLM(
-        lm_model_name(endpoint),
-        alias=endpoint.alias,
-        api_base=endpoint.api_base.rstrip("/"),
-        api_key=endpoint.api_key or "not-needed",
-        cache=cache,
-        num_retries=num_retries,
-        timeout=timeout,
-        engine="lm15",
-    )
-
-
 def configure_cache(cache_dir: str | Path | None) -> None:
     """Put DSPy's response cache in ``cache_dir`` (e.g. the run directory), or turn it off (None)."""
     if cache_dir is None:

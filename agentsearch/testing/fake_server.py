@@ -7,7 +7,7 @@ In-process use::
 
 Standalone use (prints ``READY http://127.0.0.1:PORT/v1`` once listening, stops on SIGTERM/SIGINT)::
 
-    python -m tests.fake_server --port 0 --latency 0.02 --answers train.jsonl
+    python -m agentsearch.testing.fake_server --port 0 --latency 0.02 --answers train.jsonl
 
 Replies to DSPy prompts use the ChatAdapter wire format (verified against dspy 3.4.1)::
 
@@ -23,7 +23,7 @@ Output field names and types are read from the system message written by DSPy's 
 (``Your output fields are:\\n1. `reasoning` (str): ...``). When the system message is the
 JSONAdapter's instead (a ``JSON object`` is requested and there is no ``[[ ## completed ## ]]``
 marker), a policy's dict is returned as a JSON object; for DSPy's XMLAdapter, as ``<field>`` elements.
-agentsearch's text format (``agentsearch.evaluators.formats.TextAdapter``: 'Think step by step,
+agentsearch's text format (``agentsearch.evaluators.operators.formats.TextAdapter``: 'Think step by step,
 then end your reply with a final line of the form "Answer: <...>".') is answered in kind: the
 reasoning, then one ``Label: value`` line per output field.
 """
@@ -1125,7 +1125,7 @@ def _sse_chat(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the server standalone until SIGTERM/SIGINT."""
-    ap = argparse.ArgumentParser(prog="python -m tests.fake_server", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m agentsearch.testing.fake_server", description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--latency", type=float, default=0.0, help="seconds slept before each chat reply")

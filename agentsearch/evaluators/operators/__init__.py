@@ -1,0 +1,1 @@
+"""Operators: dspy.Module implementations by family, their registry, compile, prepare, output formats."""

@@ -1,0 +1,1 @@
+"""Tools operators call: the sandboxed Python runner and the calculator."""

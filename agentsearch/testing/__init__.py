@@ -1,0 +1,1 @@
+"""Test helpers for agentsearch and third parties: the fake OpenAI server, contract suites."""
