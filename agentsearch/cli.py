@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from agentsearch.defaults import MAX_CALLS_PER_QUESTION, MIN_BATCH
+from agentsearch.evaluators.benchmarks.registry import names_hint
+from agentsearch.optimizers.registry import PROMPT_OPTIMIZERS, PRUNERS, SAMPLERS, STRATEGIES
+
 if TYPE_CHECKING:
     from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec
 
@@ -26,9 +30,7 @@ out = Console(soft_wrap=True)
 # -- shared options ---------------------------------------------------------------------------
 
 AgentOpt = Annotated[Path, typer.Option("--agent", help="agent graph file (YAML or JSON)")]
-BenchmarkOpt = Annotated[
-    str, typer.Option("--benchmark", help="gsm8k | jsonl | reasoning_gym:<task> (e.g. reasoning_gym:basic_arithmetic)")
-]
+BenchmarkOpt = Annotated[str, typer.Option("--benchmark", help=names_hint())]
 DataOpt = Annotated[str | None, typer.Option("--data", help="dataset file (JSONL; GSM8K format for gsm8k offline)")]
 SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="evaluate only the first N examples of the split")]
@@ -172,6 +174,14 @@ def _setup_env() -> None:
     # scroll the progress display away
     logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
     os.environ.setdefault("DSPY_CACHEDIR", str(Path.home() / ".cache" / "agentsearch" / "dspy"))
+
+
+def _quiet_optuna() -> None:
+    """Optuna's per-trial INFO lines would scroll the progress display away. Called after optuna is imported
+    (it sets its own logger level on first use); the library itself changes no logging settings."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def writable_dir(path: Path, flag: str) -> Path:
@@ -470,14 +480,9 @@ def optimize(
     storage: Annotated[
         str | None, typer.Option("--storage", help="SQLAlchemy URL or journal file (default: RUN_DIR/optuna.db)")
     ] = None,
-    sampler: Annotated[str, typer.Option("--sampler", help="tpe | random | gp | cmaes | nsga2")] = "tpe",
+    sampler: Annotated[str, typer.Option("--sampler", help=" | ".join(SAMPLERS))] = "tpe",
     optimizer: Annotated[
-        str | None,
-        typer.Option(
-            "--optimizer",
-            help="tpe | random | gp | cmaes | nsga2 | proposer | meta-agent | evolution | "
-            "staged (default: the --sampler)",
-        ),
+        str | None, typer.Option("--optimizer", help=f"{STRATEGIES.help()} (default: the --sampler)")
     ] = None,
     strategy: Annotated[
         str | None, typer.Option("--strategy", help="staged: prompts, then topology, then prompts")
@@ -488,9 +493,11 @@ def optimize(
     ] = "default",
     prompt_optimizer: Annotated[
         str | None,
-        typer.Option("--prompt-optimizer", help="bootstrap | mipro | gepa: DSPy prompt optimization per candidate"),
+        typer.Option(
+            "--prompt-optimizer", help=f"{' | '.join(PROMPT_OPTIMIZERS)}: DSPy prompt optimization per candidate"
+        ),
     ] = None,
-    pruner: Annotated[str, typer.Option("--pruner", help="sha | hyperband | median | none")] = "sha",
+    pruner: Annotated[str, typer.Option("--pruner", help=" | ".join(PRUNERS))] = "sha",
     objectives: Annotated[str, typer.Option("--objectives", help="accuracy[,tokens] (Pareto search)")] = "accuracy",
     formats: Annotated[
         str,
@@ -515,7 +522,7 @@ def optimize(
     concurrency: ConcurrencyOpt = 8,
     min_batch: Annotated[
         int, typer.Option("--min-batch", min=1, help="first validation minibatch (4, 8, 16, 32, ...)")
-    ] = 4,
+    ] = MIN_BATCH,
     run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory (studies, MLflow, cache, exports)")] = Path(
         "runs"
     ),
@@ -529,15 +536,13 @@ def optimize(
     max_calls: Annotated[
         int,
         typer.Option("--max-calls-per-question", min=1, help="LM calls/question budget; costlier designs are not run"),
-    ] = 24,
+    ] = MAX_CALLS_PER_QUESTION,
     no_cache: NoCacheOpt = False,
     timeout: TimeoutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search agent designs on a benchmark; log to MLflow; test the best once; export it."""
-    from agentsearch.optimizers import OPTIMIZERS
     from agentsearch.optimizers.base import parse_objectives
-    from agentsearch.optimizers.optuna_opt import PRUNERS, SAMPLERS
     from agentsearch.search_space.baselines import check_baseline_names
     from agentsearch.search_space.space import SearchSpace
 
@@ -547,8 +552,8 @@ def optimize(
         if strategy != "staged":
             raise _user_error(f"--strategy: unknown strategy {strategy!r} (choose from staged)")
         optimizer = optimizer or "staged"
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise _user_error(f"--optimizer: unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+    if optimizer is not None:
+        STRATEGIES.get(optimizer)  # a one-line error naming --optimizer and the choices
     if pruner not in PRUNERS:
         raise _user_error(f"--pruner: unknown pruner {pruner!r} (choose from {', '.join(PRUNERS)})")
     objs = parse_objectives(objectives)
@@ -558,6 +563,8 @@ def optimize(
     from agentsearch.evaluators.llm.lm import configure_cache
     from agentsearch.runs.loop import StudyStopped
     from agentsearch.runs.study import StudyConfig, default_study_name, prepare_study, run_study
+
+    _quiet_optuna()
 
     run_dir = writable_dir(run_dir, "--run-dir")
     progress = _StudyProgress(trials)
@@ -642,6 +649,8 @@ def export_cmd(
 ) -> None:
     """Export a study's best agent(s) as configs (plus DSPy program state)."""
     from agentsearch.optimizers.optuna_opt import load_study, open_storage, study_best
+
+    _quiet_optuna()
     from agentsearch.runs.export import export_study
 
     st = load_study(study, open_storage(storage, run_dir.resolve()))
@@ -876,6 +885,18 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
         err.print(f"warning: {selection['warning']}", markup=False, highlight=False)
     for c in summary.get("comparisons") or []:
         out.print(f"verdict: {c['verdict']}", markup=False, highlight=False)
+    if summary.get("proposer_failures"):
+        err.print(
+            f"warning: the proposer model failed {summary['proposer_failures']} times; those trials were sampled "
+            "from the space instead (see the trials' proposer_error in MLflow)",
+            markup=False,
+        )
+    if summary.get("prompt_optimizer_failures"):
+        err.print(
+            f"warning: DSPy prompt optimization failed on {summary['prompt_optimizer_failures']} trials; they ran "
+            "with their sampled prompts (metric prompt_optimizer_failed)",
+            markup=False,
+        )
     out.print(
         f"trials: {summary['n_trials']} ({summary['n_pruned']} pruned, {summary['n_failed']} failed), "
         f"LLM calls: {summary['calls']:,}, tokens: {summary['tokens']:,}",

@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     from agentsearch.evaluators.llm.lm import configure_cache
     from agentsearch.evaluators.llm.models import ModelSet, spec_from_flags

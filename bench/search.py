@@ -475,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     MIN_BATCH[0] = args.min_batch
     logging.getLogger("agentsearch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="optuna")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     from agentsearch.evaluators.llm.lm import configure_cache
 
     configure_cache(None)

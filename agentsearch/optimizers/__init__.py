@@ -1,12 +1,15 @@
-"""Optimizers: ask/tell strategies over agent graphs. ``make_optimizer`` builds one by name."""
+"""Optimizers: ask/tell strategies over agent graphs, by name in :data:`~agentsearch.optimizers.registry.STRATEGIES`;
+``make_optimizer`` builds one."""
 
 from __future__ import annotations
 
 from typing import Any
 
-#: ``--optimizer`` names: Optuna samplers, then LLM-driven and evolutionary strategies.
-OPTIMIZERS = ("tpe", "random", "gp", "cmaes", "nsga2", "proposer", "meta-agent", "evolution", "staged")
-LLM_OPTIMIZERS = ("proposer", "meta-agent", "evolution")
+from agentsearch.optimizers.registry import STRATEGIES
+
+#: ``--optimizer`` names: Optuna samplers, then LLM-driven and evolutionary strategies (registration order).
+OPTIMIZERS = tuple(STRATEGIES.names())
+LLM_OPTIMIZERS = tuple(entry.name for entry in STRATEGIES if entry.llm)
 
 
 def make_optimizer(
@@ -21,32 +24,11 @@ def make_optimizer(
     **kwargs: Any,
 ) -> Any:
     """The optimizer for ``--optimizer NAME``; ``kwargs`` go to the Optuna study (storage, seed, ...)."""
-    from agentsearch.errors import UserError
-    from agentsearch.optimizers.optuna_opt import SAMPLERS, OptunaOptimizer
-
-    if name in SAMPLERS:
-        return OptunaOptimizer(space, **{**kwargs, "sampler": name})
-    if name == "proposer":
-        from agentsearch.optimizers.instruction import InstructionProposer
-
-        return InstructionProposer(
-            space,
-            proposer_lm=proposer_lm,
-            task=task,
-            demo_bootstrap=demo_bootstrap,
-            bootstrap_demos=bootstrap_demos,
-            **kwargs,
-        )
-    if name == "meta-agent":
-        from agentsearch.optimizers.meta_agent import MetaAgentOptimizer
-
-        return MetaAgentOptimizer(space, proposer_lm=proposer_lm, task=task, **kwargs)
-    if name == "evolution":
-        from agentsearch.optimizers.evolution import EvolutionaryOptimizer
-
-        return EvolutionaryOptimizer(space, proposer_lm=proposer_lm, task=task, **kwargs)
-    if name == "staged":
-        from agentsearch.optimizers.staged import StagedOptimizer
-
-        return StagedOptimizer(space, n_trials=n_trials, **kwargs)
-    raise UserError(f"--optimizer: unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})")
+    context = {
+        "proposer_lm": proposer_lm,
+        "task": task,
+        "n_trials": n_trials,
+        "demo_bootstrap": demo_bootstrap,
+        "bootstrap_demos": bootstrap_demos,
+    }
+    return STRATEGIES.get(name).build(space, context=context, **kwargs)

@@ -49,12 +49,12 @@ from agentsearch.errors import UserError
 from agentsearch.evaluators.benchmarks import Example
 from agentsearch.evaluators.llm.lm import Meter, current_meter, metering
 from agentsearch.evaluators.operators.compile import GraphProgram
+from agentsearch.optimizers.registry import PROMPT_OPTIMIZERS
 from agentsearch.search_space.graph import AgentGraph, NodeConfig
 from agentsearch.search_space.operators import Demo
 
 log = logging.getLogger(__name__)
 
-PROMPT_OPTIMIZERS: tuple[str, ...] = ("bootstrap", "mipro", "gepa")
 
 #: What the operators show for a demo without reasoning (see OperatorModule._predictor).
 _OMITTED = "(omitted)"

@@ -32,13 +32,13 @@ from agentsearch.errors import GraphError, UserError
 from agentsearch.optimizers.base import Candidate, FinishedTrial
 from agentsearch.optimizers.proposal import ProposalOptimizer
 from agentsearch.search_space.graph import ENTRY, AgentGraph, NodeConfig
-from agentsearch.search_space.operators import OPERATORS
-from agentsearch.search_space.space import FINAL_KNOB, STYLES, SearchSpace
+from agentsearch.search_space.operators import OPERATORS, LMParams
+from agentsearch.search_space.space import FINAL_KNOB, STYLES, RandomTrial, SearchSpace
 
 log = logging.getLogger(__name__)
 
 #: LM params carried over when a node changes operator (op-specific knobs are not).
-_COMMON = ("instruction", "temperature", "max_tokens", "model", "demos")
+_COMMON = ("instruction", "temperature", "max_tokens", "model", "format", "demos")
 _MAX_INSTRUCTION = 8000
 
 # -- reading a graph ----------------------------------------------------------------------------
@@ -152,12 +152,8 @@ def _arity_ok(op: str, n_upstream: int) -> bool:
 
 
 def temperatures(space: SearchSpace) -> list[float]:
-    """The temperature grid of the space (``space.temperature`` by ``space.temperature_step``)."""
-    lo, hi = space.temperature
-    step = space.temperature_step
-    if not step or step <= 0 or hi <= lo:
-        return sorted({round(lo, 4), round(hi, 4)})
-    return [round(lo + i * step, 4) for i in range(int(round((hi - lo) / step)) + 1)]
+    """The temperature grid of the space (:meth:`SearchSpace.temperatures`)."""
+    return space.temperatures()
 
 
 def _knob_values(domain: tuple) -> list[Any]:
@@ -167,28 +163,15 @@ def _knob_values(domain: tuple) -> list[Any]:
 
 
 def _random_solver(rng: random.Random, space: SearchSpace, node_id: str, inputs: list[str]) -> dict[str, Any]:
-    """A new solver node, drawn like the space's sampler draws one slot."""
-    params: dict[str, Any] = {}
-    if "module" in space.levels:
-        op = rng.choice(space.solvers)
-        params["temperature"] = rng.choice(temperatures(space))
-        for knob, domain in OPERATORS[op].knobs.items():
-            params[knob] = rng.choice(_knob_values(domain))
-        if len(space.models) > 1:
-            params["model"] = rng.choice(space.models)
-    else:
-        op = space.fixed_op
-    if "prompt" in space.levels:
-        text = rng.choice(_pool_texts(space, op))
-        if text is not None:
-            params["instruction"] = text
-    return {"id": node_id, "op": op, "inputs": inputs, "params": params}
+    """A new solver node, drawn by the space's own slot sampler (same domains, formats included)."""
+    return space.solver_node(RandomTrial(rng), node_id, inputs)
 
 
 def _model_param(rng: random.Random, space: SearchSpace, op: str) -> dict[str, Any]:
-    if "module" in space.levels and len(space.models) > 1 and "model" in OPERATORS[op].params.model_fields:
-        return {"model": rng.choice(space.models)}
-    return {}
+    """A new aggregator's model and format, as the space's sampler draws them (none for a non-LM op)."""
+    if not issubclass(OPERATORS[op].params, LMParams):
+        return {}
+    return space.lm_params(RandomTrial(rng), "agg")
 
 
 def _carry(node: NodeConfig, op: str, keep: Sequence[str] = _COMMON) -> dict[str, Any]:
@@ -294,9 +277,7 @@ def change_aggregator(graph: AgentGraph, rng: random.Random, space: SearchSpace)
     if not ops:
         return None
     op = rng.choice(ops)
-    params = _carry(node, op, keep=("model", "temperature", "max_tokens"))
-    if "model" not in params:
-        params.update(_model_param(rng, space, op))
+    params = _model_param(rng, space, op) | _carry(node, op, keep=("model", "format", "temperature", "max_tokens"))
     nodes = _nodes(graph)
     nodes[node.id].update(op=op, params=params)
     return _different(_build(nodes, graph.output, graph.name, graph.description), graph)
@@ -332,11 +313,10 @@ def change_knobs(graph: AgentGraph, rng: random.Random, space: SearchSpace) -> A
 
 
 def _final_params(rng: random.Random, space: SearchSpace, op: str) -> dict[str, Any]:
-    params: dict[str, Any] = {}
+    """A final stage's knob and LM params, as the space's sampler draws them."""
     if op in FINAL_KNOB:
-        knob, low, high = FINAL_KNOB[op]
-        params[knob] = rng.randint(low, high)
-    return params | _model_param(rng, space, op)
+        return space.final_params(RandomTrial(rng), op)
+    return _model_param(rng, space, op)
 
 
 def add_final(graph: AgentGraph, rng: random.Random, space: SearchSpace) -> AgentGraph | None:

@@ -16,15 +16,15 @@ from typing import Any
 
 import optuna
 
+from agentsearch.defaults import MIN_BATCH
 from agentsearch.errors import UserError
 from agentsearch.optimizers.base import OBJECTIVES, Candidate, FinishedTrial, Optimizer, TrialResult
+from agentsearch.optimizers.registry import PRUNERS, SAMPLERS
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
-PRUNERS = ("sha", "hyperband", "median", "none")
 
 _STATE = {
     optuna.trial.TrialState.COMPLETE: "COMPLETE",
@@ -118,7 +118,7 @@ class OptunaOptimizer(Optimizer):
         pruner: str = "sha",
         objectives: tuple[str, ...] = ("accuracy",),
         seed: int = 0,
-        min_resource: int = 8,
+        min_resource: int = MIN_BATCH,  # the pruner's first rung: the loop's first minibatch
         max_resource: int = 64,
         startup_trials: int = 8,
         baselines: Mapping[str, AgentGraph] | None = None,
@@ -129,7 +129,6 @@ class OptunaOptimizer(Optimizer):
         self.sampler_name = sampler  # origin of trials the space's sampler produced
         self.objectives = tuple(objectives)
         self.multi = len(self.objectives) > 1
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler_obj = make_sampler(sampler, seed, len(self.objectives), startup_trials)
         pruner_obj = make_pruner(pruner if not self.multi else "none", min_resource, max_resource)
         if self.multi and pruner != "none":
@@ -329,5 +328,4 @@ def load_study(study_name: str, storage: optuna.storages.BaseStorage) -> optuna.
     if study_name not in names:
         known = ", ".join(names[-5:]) or "none"
         raise UserError(f"--study {study_name}: no such study in this storage (found: {known})")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna.load_study(study_name=study_name, storage=storage)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import dspy
 
+from agentsearch.defaults import MIN_BATCH
 from agentsearch.evaluators.benchmarks import Example
 from agentsearch.evaluators.evaluator import EvalResult, Evaluator, ExampleRecord
 from agentsearch.evaluators.llm.lm import metering
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 ProgramFactory = Callable[[AgentGraph], dspy.Module]
 
 
-def minibatch_schedule(n: int, first: int = 4) -> list[int]:
+def minibatch_schedule(n: int, first: int = MIN_BATCH) -> list[int]:
     """Cumulative example counts at which a candidate is scored: first, 2*first, 4*first, ..., n."""
     if n <= 0:
         return []
@@ -88,7 +89,7 @@ class SearchLoop:
         n_trials: int,
         parallel: int = 1,
         concurrency: int = 8,
-        min_batch: int = 4,
+        min_batch: int = MIN_BATCH,
         max_consecutive_failures: int = 3,
         max_consecutive_rejected: int = 200,
         observer: LoopObserver | None = None,

@@ -16,12 +16,14 @@ from typing import Any
 
 import dspy
 
+from agentsearch.defaults import MAX_CALLS_PER_QUESTION, MIN_BATCH
 from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec, get_benchmark
 from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator, ExampleRecord
 from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
 from agentsearch.optimizers.base import Candidate, FinishedTrial, Optimizer, TrialResult, parse_objectives
 from agentsearch.optimizers.optuna_opt import open_storage
+from agentsearch.optimizers.registry import PROMPT_OPTIMIZER_CALLS, PROMPT_OPTIMIZERS, STRATEGIES
 from agentsearch.runs.loop import LoopStats, SearchLoop
 from agentsearch.search_space.baselines import baseline_graphs, baseline_variants
 from agentsearch.search_space.graph import AgentGraph
@@ -32,11 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Rough tokens per LM call used for the projection before a run (prompt + completion).
 TOKENS_PER_CALL_ESTIMATE = 450
-#: Upper-bound proposer calls per trial (meta-agent: design + 2 repairs), and per study (demo bootstrap).
-PROPOSER_CALLS_PER_TRIAL = {"proposer": 1.0, "meta-agent": 3.0, "evolution": 1.0}
-PROPOSER_CALLS_PER_STUDY = {"proposer": 16}
-#: Upper-bound calls of a DSPy prompt optimizer per candidate (train traces + proposals).
-PROMPT_OPTIMIZER_CALLS = {"bootstrap": 16, "mipro": 80, "gepa": 80}
 
 
 @dataclass
@@ -54,14 +51,14 @@ class StudyConfig:
     objectives: tuple[str, ...] = ("accuracy",)
     parallel: int = 2
     concurrency: int = 8
-    min_batch: int = 4
+    min_batch: int = MIN_BATCH
     run_dir: Path = Path("runs")
     storage: str | None = None
     tracking_uri: str | None = None
     tracking: bool = True
     models: dict[str, dict[str, str]] = field(default_factory=dict)  # alias -> public endpoint info
     aliases: tuple[str, ...] = ("default",)  # model aliases nodes may be routed to (searched when several)
-    max_calls_per_question: int | None = 24
+    max_calls_per_question: int | None = MAX_CALLS_PER_QUESTION
     baselines: bool = True
     optimizer: str | None = None  # None: the Optuna --sampler; else proposer | meta-agent | evolution | staged
     proposer_model: str = "default"  # alias of the LM that proposes (instructions, graphs, mutations)
@@ -133,8 +130,8 @@ def project_budget(space: SearchSpace, cfg: StudyConfig, n_val: int, n_test: int
         search_calls = min(search_calls, cfg.max_calls)
     # the test: each baseline once (its best format), the best agent(s), CoT-SC at the best's cost
     test_calls = (sum(g.expected_calls() for g in base) + per_q * (max(1, len(cfg.objectives)) + 1)) * n_test
-    name = cfg.optimizer or cfg.sampler
-    proposer = PROPOSER_CALLS_PER_TRIAL.get(name, 0.0) * remaining + PROPOSER_CALLS_PER_STUDY.get(name, 0)
+    strategy = STRATEGIES.get(cfg.optimizer or cfg.sampler)  # upper-bound proposer calls, per trial and per study
+    proposer = strategy.proposer_calls_per_trial * remaining + strategy.proposer_calls_per_study
     proposer += PROMPT_OPTIMIZER_CALLS.get(cfg.prompt_optimizer or "", 0) * remaining
     total = int(search_calls + test_calls + proposer)
     return Projection(n_val, n_test, per_q, total, total * TOKENS_PER_CALL_ESTIMATE, int(proposer))
@@ -300,15 +297,12 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         raise UserError(
             f"--proposer-model {cfg.proposer_model!r}: not a model alias (configured: {', '.join(cfg.aliases)})"
         )
-    if cfg.prompt_optimizer is not None:
-        from agentsearch.optimizers.dspy_prompts import PROMPT_OPTIMIZERS
+    if cfg.prompt_optimizer is not None and cfg.prompt_optimizer not in PROMPT_OPTIMIZERS:
+        from agentsearch.errors import UserError
 
-        if cfg.prompt_optimizer not in PROMPT_OPTIMIZERS:
-            from agentsearch.errors import UserError
-
-            raise UserError(
-                f"--prompt-optimizer: unknown {cfg.prompt_optimizer!r} (choose from {', '.join(PROMPT_OPTIMIZERS)})"
-            )
+        raise UserError(
+            f"--prompt-optimizer: unknown {cfg.prompt_optimizer!r} (choose from {', '.join(PROMPT_OPTIMIZERS)})"
+        )
     from agentsearch.optimizers import make_optimizer
 
     optimizer = make_optimizer(

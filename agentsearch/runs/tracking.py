@@ -136,11 +136,13 @@ def _predictions_table(records: list[dict]) -> dict[str, list]:
 
 
 class MlflowTracker:
-    """Logs studies (parent runs) and trials (nested child runs) to one MLflow backend store."""
+    """Logs studies (parent runs) and trials (nested child runs) to one MLflow backend store.
+
+    Library users working offline set ``MLFLOW_DISABLE_TELEMETRY=true`` and ``LITELLM_LOCAL_MODEL_COST_MAP=True``
+    in their process's environment first (the CLI and the Makefile do); the tracker changes no global state.
+    """
 
     def __init__(self, tracking_uri: str, experiment: str = "agentsearch", artifact_root: Path | None = None):
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         from mlflow.tracking import MlflowClient
 
         db_path = None

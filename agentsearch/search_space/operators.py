@@ -133,6 +133,7 @@ class OperatorSpec:
     knobs: dict[str, Knob] = field(default_factory=dict)  # what the module-level search samples, beyond temperature
     needs_train: bool = False  # built from the train split before evaluation (see evaluators.prepare)
     demos: bool = True  # whether few-shot demos (question -> answer) apply to its main predictor
+    final: bool = False  # may run as the graph's final stage (refining or verifying the aggregated answer)
 
     def validate_params(self, raw: object) -> OpParams:
         """Validate a raw mapping into this operator's frozen params (raises pydantic ValidationError)."""
@@ -172,6 +173,7 @@ OPERATORS: dict[str, OperatorSpec] = {
             calls=lambda p, k: (0 if k else 1) + 2 * p.rounds,  # type: ignore[attr-defined]
             default_instruction=_SOLVE,
             knobs={"rounds": ("int", 1, 3, 1)},
+            final=True,
         ),
         OperatorSpec(
             name="least_to_most",
@@ -256,6 +258,7 @@ OPERATORS: dict[str, OperatorSpec] = {
             calls=lambda p, k: 1 + 2 * p.max_trials,  # type: ignore[attr-defined]
             default_instruction=_SOLVE,
             knobs={"max_trials": ("int", 1, 2, 1)},
+            final=True,
         ),
         OperatorSpec(
             name="experience",
@@ -273,17 +276,6 @@ OPERATORS: dict[str, OperatorSpec] = {
             demos=False,
             min_inputs=2,
             calls=lambda p, k: 0,
-        ),
-        OperatorSpec(
-            name="aggregate",
-            summary="an LM reads the upstream solutions and writes the final answer (1 call)",
-            params=LMParams,
-            kind="aggregator",
-            min_inputs=2,
-            default_instruction=(
-                "Several solutions to the question are given; some may be wrong. Check them, decide "
-                "which reasoning is right, and give only the final answer as the answer."
-            ),
         ),
         OperatorSpec(
             name="fuse",
@@ -313,6 +305,17 @@ OPERATORS: dict[str, OperatorSpec] = {
             kind="aggregator",
             min_inputs=2,
             default_instruction="Judge which candidate solution is correct. Check each one's reasoning.",
+        ),
+        OperatorSpec(
+            name="aggregate",
+            summary="an LM reads the upstream solutions and writes the final answer (1 call)",
+            params=LMParams,
+            kind="aggregator",
+            min_inputs=2,
+            default_instruction=(
+                "Several solutions to the question are given; some may be wrong. Check them, decide "
+                "which reasoning is right, and give only the final answer as the answer."
+            ),
         ),
     ]
 }

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agentsearch.defaults import MAX_CALLS_PER_QUESTION
 from agentsearch.errors import UserError
 from agentsearch.search_space.graph import ENTRY, AgentGraph
 from agentsearch.search_space.operators import DEFAULT_FORMAT, FORMATS, OPERATORS, LMParams
@@ -54,9 +55,15 @@ STYLES: dict[str, str] = {
 
 #: Solver operators the module level chooses from by default (every solver in the library).
 SOLVERS: tuple[str, ...] = tuple(name for name, spec in OPERATORS.items() if spec.kind == "solver")
-AGGREGATORS: tuple[str, ...] = ("vote", "fuse", "rank", "judge", "aggregate")
-FINALS: tuple[str, ...] = ("none", "self_refine", "reflexion")
-FINAL_KNOB = {"self_refine": ("rounds", 1, 2), "reflexion": ("max_trials", 1, 2)}
+#: Aggregators and final stages, from the operator specs (a new one is its spec, nothing here).
+AGGREGATORS: tuple[str, ...] = tuple(name for name, spec in OPERATORS.items() if spec.kind == "aggregator")
+FINALS: tuple[str, ...] = ("none", *(name for name, spec in OPERATORS.items() if spec.final))
+#: The knob a final stage searches (its spec's first knob, with the spec's bounds).
+FINAL_KNOB: dict[str, tuple[str, int, int]] = {
+    op: (knob, int(domain[1]), int(domain[2]))
+    for op in FINALS[1:]
+    for knob, domain in list(OPERATORS[op].knobs.items())[:1]
+}
 
 
 class PromptPool:
@@ -97,6 +104,26 @@ class TrialLike(Protocol):
     def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float: ...
 
 
+class RandomTrial:
+    """A :class:`TrialLike` drawing each parameter uniformly with ``rng``: evolution's new nodes get the
+    same domains as the Optuna sampler's, because the same code (:meth:`SearchSpace.solver_node`, ...)
+    suggests them."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.rng.choice(list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1) -> int:
+        return self.rng.randrange(low, high + 1, step)
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
+        if step:
+            return round(low + self.rng.randrange(int(round((high - low) / step)) + 1) * step, 4)
+        return self.rng.uniform(low, high)
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """What the optimizer may vary; all bounds are inclusive."""
@@ -114,7 +141,7 @@ class SearchSpace:
     models: tuple[str, ...] = ("default",)
     formats: tuple[str, ...] = FORMATS  # output formats searched (the prompt level); the first when it is off
     fixed_op: str = "cot"
-    max_calls_per_question: int | None = 24
+    max_calls_per_question: int | None = MAX_CALLS_PER_QUESTION
     proposal_slots: int = 0  # instruction choices reserved for proposed instructions (see PromptPool)
     demo_slots: int = 0  # demo-set choices reserved for bootstrapped demos
     pool: PromptPool | None = field(default=None, compare=False, repr=False)
@@ -160,7 +187,7 @@ class SearchSpace:
             previous = ENTRY
             for j in range(1, depth + 1):
                 slot = f"b{i}s{j}"
-                nodes.append(self._solver(trial, slot, [previous]))
+                nodes.append(self.solver_node(trial, slot, [previous]))
                 previous = slot
             tails.append(previous)
         output = tails[0]
@@ -168,14 +195,12 @@ class SearchSpace:
             agg = trial.suggest_categorical("agent.aggregator", list(self.aggregators))
             agg_node: dict[str, Any] = {"id": "agg", "op": agg, "inputs": tails}
             if issubclass(OPERATORS[agg].params, LMParams):
-                agg_node["params"] = self._lm_params(trial, "agg")
+                agg_node["params"] = self.lm_params(trial, "agg")
             nodes.append(agg_node)
             output = "agg"
         final = trial.suggest_categorical("agent.final", list(self.finals)) if agent else "none"
         if final != "none":
-            knob, low, high = FINAL_KNOB[final]
-            params = {knob: trial.suggest_int(f"node.final.{knob}", low, high), **self._lm_params(trial, "final")}
-            nodes.append({"id": "final", "op": final, "inputs": [output], "params": params})
+            nodes.append({"id": "final", "op": final, "inputs": [output], "params": self.final_params(trial, final)})
             output = "final"
         name = f"w{width}" + ("" if final == "none" else f"+{final}")
         return AgentGraph.from_dict({"name": name, "output": output, "nodes": nodes}, source="search space")
@@ -190,16 +215,30 @@ class SearchSpace:
             return {"format": trial.suggest_categorical(f"prompt.{slot}.format", list(self.formats))}
         return {"format": self.formats[0]}
 
-    def _lm_params(self, trial: TrialLike, slot: str) -> dict[str, Any]:
+    def lm_params(self, trial: TrialLike, slot: str) -> dict[str, Any]:
         """The params every LM node of a slot gets: its model alias and its output format."""
         return {**self._model_param(trial, slot), **self._format_param(trial, slot)}
+
+    def final_params(self, trial: TrialLike, final: str) -> dict[str, Any]:
+        """A final stage's params: its knob (:data:`FINAL_KNOB`, the spec's domain) and its LM params."""
+        knob, low, high = FINAL_KNOB[final]
+        return {knob: trial.suggest_int(f"node.final.{knob}", low, high), **self.lm_params(trial, "final")}
+
+    def temperatures(self) -> list[float]:
+        """The temperature grid (``temperature`` by ``temperature_step``) the sampler draws from."""
+        lo, hi = self.temperature
+        step = self.temperature_step
+        if not step or step <= 0 or hi <= lo:
+            return sorted({round(lo, 4), round(hi, 4)})
+        return [round(lo + i * step, 4) for i in range(int(round((hi - lo) / step)) + 1)]
 
     @property
     def primary_format(self) -> str:
         """The format baselines are yardsticks in: the default one when it is searched, else the first."""
         return DEFAULT_FORMAT if DEFAULT_FORMAT in self.formats else self.formats[0]
 
-    def _solver(self, trial: TrialLike, slot: str, inputs: list[str]) -> dict[str, Any]:
+    def solver_node(self, trial: TrialLike, slot: str, inputs: list[str]) -> dict[str, Any]:
+        """One solver slot: its operator and knobs (module level), model, format and prompt (prompt level)."""
         params: dict[str, Any] = {}
         if "module" in self.levels:
             op = trial.suggest_categorical(f"node.{slot}.op", list(self.solvers))

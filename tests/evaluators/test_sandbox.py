@@ -489,15 +489,11 @@ def test_missing_interpreter_is_reported() -> None:
 # ---- fallbacks and parent death ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def without_netns_and_landlock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What a machine without namespaces or Landlock gets: the audit-hook network block."""
-    from agentsearch.evaluators.tools import sandbox
-
-    monkeypatch.setattr(sandbox, "_DISABLED_MECHANISMS", frozenset({"netns", "landlock"}))
+#: What a machine without namespaces or Landlock gets: the audit-hook network block (and the uid).
+BARE = frozenset({"netns", "landlock"})
 
 
-def test_socket_blocked_fallback(without_netns_and_landlock: None) -> None:
+def test_socket_blocked_fallback() -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(5)
@@ -517,7 +513,7 @@ def test_socket_blocked_fallback(without_netns_and_landlock: None) -> None:
         code += f"try:\n    {attempt}\n    print('ALLOWED', {attempt!r})\nexcept Exception as exc:\n"
         code += "    print('blocked', type(exc).__name__)\n"
     try:
-        result = run_python(code)
+        result = run_python(code, disable=BARE)
         with pytest.raises(TimeoutError):
             server.accept()
     finally:
@@ -527,11 +523,11 @@ def test_socket_blocked_fallback(without_netns_and_landlock: None) -> None:
     assert "ALLOWED" not in result.stdout, result
     assert result.stdout.count("blocked") == len(attempts)
     # The ordinary stdlib still works with the audit hook installed.
-    result = run_python("import fractions, json\nprint(json.dumps(str(fractions.Fraction(3, 9))))")
+    result = run_python("import fractions, json\nprint(json.dumps(str(fractions.Fraction(3, 9))))", disable=BARE)
     assert result.ok and result.stdout == '"1/3"\n'
 
 
-def test_uid_alone_still_protects_home_and_repo(without_netns_and_landlock: None, probe: SandboxResult) -> None:
+def test_uid_alone_still_protects_home_and_repo(probe: SandboxResult) -> None:
     if not has(probe, "uid"):
         pytest.skip("the tests do not run as root: no dedicated uid")
     token = uuid.uuid4().hex
@@ -540,7 +536,7 @@ def test_uid_alone_still_protects_home_and_repo(without_netns_and_landlock: None
         f"try:\n    open({str(t)!r}, 'w')\n    print('WROTE')\nexcept OSError:\n    print('denied')\n" for t in targets
     )
     code += "import os\ntry:\n    os.kill(os.getppid(), 9)\nexcept OSError:\n    print('denied')\n"
-    result = run_python(code)
+    result = run_python(code, disable=BARE)
     assert result.stdout == "denied\n" * 3, result
     assert not any(t.exists() for t in targets)
 
@@ -603,3 +599,8 @@ def test_limits_are_validated() -> None:
         SandboxLimits(cpu_s=0)
     with pytest.raises(ValueError, match="max_procs"):
         SandboxLimits(max_procs=-1)
+
+
+def test_disable_names_only_known_mechanisms() -> None:
+    with pytest.raises(ValueError, match="unknown mechanism"):
+        run_python("print(1)", disable=frozenset({"seccomp"}))

@@ -402,3 +402,32 @@ def test_tournament_picks_the_best_of_its_contestants(tmp_path):
     opt.tournament = 1
     picks = {opt.select(pool, random.Random(s)).number for s in range(40)}
     assert len(picks) > 1
+
+
+def test_new_nodes_speak_the_spaces_formats() -> None:
+    """Evolution draws new nodes with the space's own sampler: a --formats chat study stays in chat."""
+    from agentsearch.search_space.space import RandomTrial
+
+    space = SearchSpace(formats=("chat",))
+    seen = 0
+    for seed in range(30):
+        rng = random.Random(seed)
+        graph = space.sample(RandomTrial(rng))
+        for name, mutate in MUTATIONS.items():
+            child = mutate(graph, rng, space)
+            if child is None:
+                continue
+            seen += 1
+            for node in child.nodes:
+                if "format" in node.spec.params.model_fields:
+                    assert node.params.format == "chat", (name, node)
+    assert seen > 50
+
+
+def test_random_trial_draws_from_the_samplers_domains() -> None:
+    from agentsearch.search_space.space import RandomTrial
+
+    space = SearchSpace(temperature=(0.2, 0.6))
+    rng = random.Random(0)
+    temps = {space.solver_node(RandomTrial(rng), "b1s1", [ENTRY])["params"]["temperature"] for _ in range(200)}
+    assert temps == set(space.temperatures()) == {0.2, 0.3, 0.4, 0.5, 0.6}

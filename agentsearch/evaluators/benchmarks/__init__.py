@@ -22,7 +22,7 @@ Splits (:class:`SplitSpec`, :func:`split_examples`):
 * Sizes that do not fit the pool raise :class:`~agentsearch.errors.DataError` naming the flag, e.g.
   ``--test-size 9000 exceeds the 7473 examples of gsm8k``.
 
-Benchmarks (:func:`get_benchmark` by name, :func:`list_benchmarks`):
+Benchmarks (:func:`get_benchmark` by name, :func:`list_benchmarks`; each is one line of :data:`BENCHMARKS`):
 
 * ``gsm8k`` -- :class:`GSM8K`, grade-school math; ``--data FILE.jsonl`` in the Hugging Face
   ``openai/gsm8k`` format, or the hub through the optional ``datasets`` package.
@@ -39,18 +39,27 @@ from agentsearch.evaluators.benchmarks.base import SPLITS, Benchmark, Example, S
 from agentsearch.evaluators.benchmarks.gsm8k import GSM8K
 from agentsearch.evaluators.benchmarks.jsonl import JSONL
 from agentsearch.evaluators.benchmarks.reasoning_gym import ReasoningGym
-from agentsearch.evaluators.benchmarks.registry import get_benchmark, list_benchmarks
+from agentsearch.evaluators.benchmarks.registry import (
+    BENCHMARKS,
+    BenchmarkEntry,
+    get_benchmark,
+    list_benchmarks,
+    names_hint,
+)
 
 __all__ = [
+    "BENCHMARKS",
     "GSM8K",
     "JSONL",
     "SPLITS",
     "Benchmark",
+    "BenchmarkEntry",
     "Example",
     "ReasoningGym",
     "Score",
     "SplitSpec",
     "get_benchmark",
     "list_benchmarks",
+    "names_hint",
     "split_examples",
 ]

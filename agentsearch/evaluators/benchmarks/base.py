@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from agentsearch.errors import DataError
@@ -161,6 +162,21 @@ class Benchmark(ABC):
     def __init__(self) -> None:
         self._cache_lock = threading.Lock()
         self._pool: list[Example] | None = None
+
+    @classmethod
+    def create(cls, arg: str | None = None, *, data: str | Path | None = None, seed: int = 0) -> Benchmark:
+        """The benchmark for ``--benchmark NAME[:ARG] [--data FILE]`` (``seed``: the generator seed of procedural
+        benchmarks). By default a benchmark takes neither an ``:ARG`` nor ``--data``; override to accept them."""
+        if arg:
+            raise DataError(f"benchmark {cls.name!r} takes no ':{arg}'")
+        if data is not None:
+            raise DataError(f"benchmark {cls.name!r} takes no --data (got {data})")
+        return cls()
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """Every ``--benchmark`` value this class answers to (one per task for families of tasks)."""
+        return [cls.name]
 
     @abstractmethod
     def examples(self) -> list[Example]:

@@ -27,6 +27,12 @@ class GSM8K(Benchmark):
     HUB_ID = "openai/gsm8k"
     answer_kind = "number"
 
+    @classmethod
+    def create(cls, arg: str | None = None, *, data: str | Path | None = None, seed: int = 0) -> GSM8K:
+        if arg:
+            raise DataError(f"benchmark 'gsm8k' takes no ':{arg}'")
+        return cls(data)
+
     def __init__(self, data: str | Path | None = None) -> None:
         super().__init__()
         self.data = Path(data) if data is not None else None

@@ -76,6 +76,14 @@ class JSONL(Benchmark):
 
     name = "jsonl"
 
+    @classmethod
+    def create(cls, arg: str | None = None, *, data: str | Path | None = None, seed: int = 0) -> JSONL:
+        if arg:
+            raise DataError(f"benchmark 'jsonl' takes no ':{arg}'")
+        if data is None:
+            raise DataError("benchmark jsonl needs --data FILE.jsonl")
+        return cls(data)
+
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)

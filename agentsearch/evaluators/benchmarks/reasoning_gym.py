@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from agentsearch.errors import DataError
@@ -41,6 +42,18 @@ class ReasoningGym(Benchmark):
     """
 
     DEFAULT_TRAIN_SIZE = 200
+
+    @classmethod
+    def create(cls, arg: str | None = None, *, data: str | Path | None = None, seed: int = 0) -> ReasoningGym:
+        if data is not None:
+            raise DataError(f"reasoning_gym:{arg or ''} is generated, it takes no --data (got {data})")
+        if not arg:
+            raise DataError("benchmark 'reasoning_gym' names no task; e.g. reasoning_gym:basic_arithmetic")
+        return cls(arg, seed=seed)
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f"reasoning_gym:{t}" for t in _reasoning_gym_tasks()]
 
     def __init__(self, task: str, size: int = 500, seed: int = 0) -> None:
         super().__init__()

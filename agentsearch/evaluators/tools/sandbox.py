@@ -503,8 +503,8 @@ _uid_lock = threading.Lock()
 _uids_in_use: set[int] = set()
 
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: For tests of the fallbacks only: mechanisms the child must not use ("netns", "landlock").
-_DISABLED_MECHANISMS: frozenset[str] = frozenset()
+#: Isolation mechanisms a caller may switch off to reproduce a machine without them (``run_python(disable=)``).
+MECHANISMS = frozenset({"netns", "landlock"})
 _NOFILE = 128
 _POST_EXIT_GRACE_S = 1.0
 _CPU_MARKER = b"CPUTimeLimitExceeded: CPU time limit of "
@@ -589,11 +589,17 @@ def run_python(
     stdin: str = "",
     limits: SandboxLimits = SandboxLimits(),
     python: str = sys.executable,
+    disable: frozenset[str] = frozenset(),
 ) -> SandboxResult:
     """Run ``code`` (a Python module's source) in a sandboxed child interpreter and return what it did.
 
-    Never raises for anything the code does; safe to call from many threads at once.
+    Never raises for anything the code does; safe to call from many threads at once. ``disable`` names
+    isolation mechanisms (of :data:`MECHANISMS`) not to use, to reproduce a machine without network
+    namespaces or Landlock; the remaining layers still apply.
     """
+    unknown = set(disable) - MECHANISMS
+    if unknown:
+        raise ValueError(f"disable: unknown mechanism(s) {sorted(unknown)}; known: {sorted(MECHANISMS)}")
     started = time.monotonic()
     is_root = hasattr(os, "geteuid") and os.geteuid() == 0 and sys.platform.startswith("linux")
     uid = _acquire_uid() if is_root else -1
@@ -611,7 +617,7 @@ def run_python(
         status_r, status_w = os.pipe()
         argv = [
             python, "-I", "-S", "-B", "-X", "utf8", "-c", _child_source(),
-            workdir, repr(float(limits.cpu_s)), ",".join(sorted(_DISABLED_MECHANISMS)) or "-",
+            workdir, repr(float(limits.cpu_s)), ",".join(sorted(disable)) or "-",
             *map(str, (uid, uid, int(limits.memory_mb) * 2**20, int(limits.file_bytes), int(limits.disk_bytes),
                        _NOFILE, max(0, int(limits.max_procs)), status_w, os.getpid())),
         ]  # fmt: skip
