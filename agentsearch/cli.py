@@ -301,8 +301,13 @@ def evaluate(
             graph = prepare_graph(
                 graph, models.lms, bench.load("train", spec), bench.metric, answer_kind=bench.answer_kind
             )
-        program = compile_graph(graph, lms=models.lms, answer_kind=bench.answer_kind)
-        with _progress(f"{graph.name} on {bench.name}/{split}", len(examples)) as advance:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with (
+            ThreadPoolExecutor(max_workers=max(2, concurrency), thread_name_prefix="agentsearch-branch") as branches,
+            _progress(f"{graph.name} on {bench.name}/{split}", len(examples)) as advance,
+        ):
+            program = compile_graph(graph, lms=models.lms, answer_kind=bench.answer_kind, executor=branches)
             result = Evaluator(bench.score, concurrency=concurrency, progress=advance).evaluate(program, examples)
         public = models.public()
 
@@ -417,10 +422,15 @@ def run(
                 "note: the experience node has no insights yet (evaluate or optimize it on a benchmark to "
                 "build them); answering without"
             )
-        program = compile_graph(graph, lms=models.lms)
+        from concurrent.futures import ThreadPoolExecutor
+
         from dspy.utils.exceptions import LMError
 
-        with metering() as meter:
+        with (
+            ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentsearch-branch") as branches,
+            metering() as meter,
+        ):
+            program = compile_graph(graph, lms=models.lms, executor=branches)
             try:
                 pred = program(question=question)
             except LMError as exc:  # the endpoint failed after its retries: say which, in one line

@@ -10,6 +10,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,7 @@ def evaluate_on_test(
     concurrency: int,
     cache: dict[str, dict[str, Any]],
     on_done: Callable[[str, dict[str, Any]], None] | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score each graph once on the test split (results cached by config hash): accuracy with its 95%
     CI, tokens/question, the no-answer rate and the per-question outcomes (paired tests).
@@ -212,7 +214,7 @@ def evaluate_on_test(
     for label, graph in graphs.items():
         key = graph.config_hash
         if key not in cache or "outcomes" not in cache[key]:
-            program = compile_graph(graph, lms=lms, answer_kind=bench.answer_kind)
+            program = compile_graph(graph, lms=lms, answer_kind=bench.answer_kind, executor=executor)
             result = Evaluator(bench.score, concurrency=concurrency).evaluate(program, test)
             s = result.summary()
             answered = [r for r in result.records if r.error_kind not in ("endpoint", "internal")]
@@ -336,8 +338,24 @@ def run_study(
     observer: Any = None,
     announce: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
-    """Run (or resume) a study to ``cfg.trials`` finished trials, test the best once, export."""
+    """Run (or resume) a study to ``cfg.trials`` finished trials, test the best once, export.
+
+    Threads: ``parallel`` trials x ``concurrency`` examples, and one branch pool shared by every program of
+    the study for the parallel branches of a graph (the LMs' endpoint gates cap the requests in flight)."""
     prepared = cfg if isinstance(cfg, PreparedStudy) else prepare_study(cfg)
+    workers = max(2, prepared.cfg.parallel * prepared.cfg.concurrency)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agentsearch-branch") as branches:
+        return _run_study(prepared, lms, observer=observer, announce=announce, branches=branches)
+
+
+def _run_study(
+    prepared: PreparedStudy,
+    lms: Mapping[str, dspy.BaseLM],
+    *,
+    observer: Any,
+    announce: Callable[[str], None],
+    branches: Executor,
+) -> dict[str, Any]:
     cfg, bench, val, test = prepared.cfg, prepared.bench, prepared.val, prepared.test
     space, optimizer, remaining = prepared.space, prepared.optimizer, prepared.remaining
     models = ", ".join(f"{a}={m.get('model')} at {m.get('api_base')}" for a, m in cfg.models.items())
@@ -409,7 +427,7 @@ def run_study(
 
     loop = SearchLoop(
         optimizer,
-        lambda g: compile_graph(g, lms=lms, answer_kind=bench.answer_kind),
+        lambda g: compile_graph(g, lms=lms, answer_kind=bench.answer_kind, executor=branches),
         bench.score,
         val,
         n_trials=cfg.trials,
@@ -436,7 +454,7 @@ def run_study(
 
     if stats.stopped_reason:
         announce(f"search stopped: {stats.stopped_reason}")
-    summary = finalize_study(optimizer, cfg, bench, val, test, lms, stats, announce=announce)
+    summary = finalize_study(optimizer, cfg, bench, val, test, lms, stats, announce=announce, executor=branches)
     if tracker is not None:
         summary["tracking_uri"] = tracker.tracking_uri
         for name in ("best.yaml", "summary.json", "program.json"):
@@ -458,6 +476,7 @@ def finalize_study(
     lms: Mapping[str, dspy.BaseLM],
     stats: LoopStats,
     announce: Callable[[str], None] = lambda msg: None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Select the best agent (top-k on the full validation split), test it, the best format of each
     baseline and CoT-SC at its cost once on the held-out split, compare them, export; the summary."""
@@ -478,7 +497,7 @@ def finalize_study(
         def complete(trial: FinishedTrial, examples: list) -> list[ExampleRecord]:
             if trial.graph is None:  # top_trials only picks trials with a graph
                 raise ValueError(f"trial {trial.number} has no graph to evaluate")
-            program = compile_graph(trial.graph, lms=lms, answer_kind=bench.answer_kind)
+            program = compile_graph(trial.graph, lms=lms, answer_kind=bench.answer_kind, executor=executor)
             return Evaluator(bench.score, concurrency=cfg.concurrency).evaluate(program, examples).records
 
         selection = select_best(trials, val, complete, k=cfg.top_k, store=store, announce=announce)
@@ -518,12 +537,12 @@ def finalize_study(
     for i, trial in enumerate(best):
         graphs[f"best:{i}"] = trial.graph
     announce(f"held-out test: {len(test)} examples for {len(graphs)} agents (once each)")
-    results = evaluate_on_test(graphs, lms, bench, test, cfg.concurrency, cache)
+    results = evaluate_on_test(graphs, lms, bench, test, cfg.concurrency, cache, executor=executor)
     sc = matched_cot_sc(results, graphs, chosen) if cfg.baselines else None
     if sc is not None and sc[0] not in results:
         label, graph = sc
         announce(f"held-out test: {graph.name} (CoT-SC at the best agent's tokens/question)")
-        results.update(evaluate_on_test({label: graph}, lms, bench, test, cfg.concurrency, cache))
+        results.update(evaluate_on_test({label: graph}, lms, bench, test, cfg.concurrency, cache, executor=executor))
         graphs[label] = graph
     if study is not None:
         study.set_user_attr("test_results", cache)

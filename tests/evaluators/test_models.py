@@ -151,3 +151,39 @@ def test_the_embedded_model_gets_a_longer_call_timeout(tmp_path):
     assert ModelSet({}, run_dir=tmp_path).call_timeout(remote) == 120
     assert ModelSet({}, run_dir=tmp_path, timeout=30).call_timeout(local) == 30  # --timeout wins
     assert spec_from_flags("local", [], local_model_size="1.5b").local_model_size == "1.5b"
+
+
+def test_one_gate_per_endpoint_shared_by_aliases(tmp_path, fake_server):
+    """Two aliases on one URL share one gate (the stricter limit); a pool member gets its endpoint's gate."""
+    from agentsearch.evaluators.llm.models import EndpointSpec, ModelSpec
+
+    url = fake_server.url
+    specs = {
+        "default": ModelSpec(endpoints=(EndpointSpec(api_base=url, model=fake_server.model, max_in_flight=5),)),
+        "judge": ModelSpec(endpoints=(EndpointSpec(api_base=url, model=fake_server.model, max_in_flight=2),)),
+        "pool": ModelSpec(
+            endpoints=(
+                EndpointSpec(api_base=url, model=fake_server.model),
+                EndpointSpec(api_base=url + "/", model=fake_server.model),
+            )
+        ),
+    }
+    with ModelSet(specs, run_dir=tmp_path, cache=False) as models:
+        (gate,) = models.gates.values()
+        assert gate.limit == 2
+        assert models.lms["default"].gate is gate and models.lms["judge"].gate is gate
+        assert all(m.gate is gate for m in models.lms["pool"].members)
+        fake_server.latency = 0.05
+        program = compile_graph(AgentGraph.single("self_consistency", n=3), lms=models.lms)
+        from agentsearch.evaluators.benchmarks import Example
+
+        examples = [Example(f"q{i}", q, a) for i, (q, a) in enumerate(list(QUESTIONS.items())[:6])]
+        Evaluator(lambda ex, pred: False, concurrency=6, retries=0).evaluate(program, examples)
+    assert fake_server.max_in_flight == 2
+
+
+def test_endpoint_max_in_flight_is_checked(tmp_path):
+    with pytest.raises(UserError, match="max_in_flight"):
+        path = tmp_path / "models.yaml"
+        path.write_text("models:\n  default:\n    endpoints:\n      - {api_base: 'http://x/v1', model: m, max_in_flight: 0}\n")
+        RunConfig.load(path)

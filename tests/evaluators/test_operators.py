@@ -177,18 +177,64 @@ def test_vote_makes_no_call_and_aggregate_reads_candidates(fake_server):
         assert meter.total.calls == 2 + extra_calls
 
 
-def test_branches_run_concurrently(fake_server):
+WIDE = AgentGraph.from_dict(
+    {
+        "output": "v",
+        "nodes": [{"id": f"b{i}", "op": "cot", "params": {"temperature": 0.1 * i}} for i in range(1, 5)]
+        + [{"id": "v", "op": "vote", "inputs": ["b1", "b2", "b3", "b4"]}],
+    }
+)
+
+
+def test_branches_run_concurrently_on_the_shared_pool(fake_server):
+    from concurrent.futures import ThreadPoolExecutor
+
     fake_server.latency = 0.3
-    g = AgentGraph.from_dict(
-        {
-            "output": "v",
-            "nodes": [{"id": f"b{i}", "op": "cot", "params": {"temperature": 0.1 * i}} for i in range(1, 5)]
-            + [{"id": "v", "op": "vote", "inputs": ["b1", "b2", "b3", "b4"]}],
-        }
-    )
-    program = compile_graph(g, lms={"default": make_lm(fake_server)})
-    program(question=QUESTION)
-    assert fake_server.max_in_flight == 4
+    with ThreadPoolExecutor(max_workers=3) as branches:
+        program = compile_graph(WIDE, lms={"default": make_lm(fake_server)}, executor=branches)
+        assert program(question=QUESTION).answer == GOLD
+    assert fake_server.max_in_flight == 4  # the first branch runs in the calling thread
+
+
+def test_without_a_pool_branches_run_in_order(fake_server):
+    fake_server.latency = 0.05
+    program = compile_graph(WIDE, lms={"default": make_lm(fake_server)})
+    assert program(question=QUESTION).answer == GOLD
+    assert fake_server.max_in_flight == 1
+
+
+def test_a_saturated_pool_only_makes_examples_wait(fake_server):
+    """Eight examples at once, each with four branches, on a one-thread branch pool: no deadlock, all answered."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake_server.latency = 0.02
+    before = threading.active_count()
+    examples = [Example(f"q{i}", QUESTION, GOLD) for i in range(8)]
+    with ThreadPoolExecutor(max_workers=1) as branches:
+        program = compile_graph(WIDE, lms={"default": make_lm(fake_server)}, executor=branches)
+        result = Evaluator(_metric, concurrency=8, retries=0).evaluate(program, examples)
+        during = threading.active_count()
+    assert len(result.records) == 8 and not any(r.error_kind for r in result.records)
+    assert during - before <= 8 + 1  # the examples' threads and the one branch thread; no pool per example
+
+
+def test_an_endpoint_gate_caps_requests_in_flight(fake_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from agentsearch.evaluators.llm.lm import Endpoint, EndpointGate
+    from agentsearch.evaluators.llm.pool import build_lm
+
+    fake_server.latency = 0.05
+    gate = EndpointGate(3)
+    endpoint = Endpoint(model=fake_server.model, api_base=fake_server.url)
+    lm = build_lm(endpoint, cache=False, gates={fake_server.url: gate})
+    examples = [Example(f"q{i}", QUESTION, GOLD) for i in range(6)]
+    with ThreadPoolExecutor(max_workers=16) as branches:
+        program = compile_graph(WIDE, lms={"default": lm}, executor=branches)
+        result = Evaluator(_metric, concurrency=8, retries=0).evaluate(program, examples)
+    assert len(result.records) == 6 and not any(r.error_kind for r in result.records)
+    assert fake_server.max_in_flight == 3 and gate.peak == 3 and gate.in_flight == 0
 
 
 def test_unknown_model_alias_is_a_graph_error(fake_server):

@@ -180,12 +180,71 @@ def _recall_usage(lm: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
     return int(got.get("prompt_tokens") or 0), int(got.get("completion_tokens") or 0)
 
 
-class MeteredLM(MeteringMixin, dspy.LM):
-    """``dspy.LM`` that reports each call to the active :class:`Meter` under its alias."""
+class EndpointGate:
+    """At most ``limit`` requests in flight to one endpoint, shared by every LM calling that base URL.
 
-    def __init__(self, model: str, *, alias: str = "default", **kwargs: Any):
+    Held around one LM call only (a leaf: no call waits for another gate while holding one, so gates
+    cannot deadlock). Waiting for a slot does not count against the call's timeout. A call answered
+    from DSPy's cache passes through too, holding its slot for microseconds.
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"an endpoint gate needs at least one slot, got {limit}")
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.peak = 0  # the most requests that were ever in flight at once
+
+    def __enter__(self) -> EndpointGate:
+        self._slots.acquire()
+        with self._lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self.in_flight -= 1
+        self._slots.release()
+
+    @property
+    def full(self) -> bool:
+        return self.in_flight >= self.limit
+
+    # A copied LM (DSPy deep-copies programs) still shares its endpoint's gate; an unpickled one gets its own.
+    def __copy__(self) -> EndpointGate:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> EndpointGate:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return (EndpointGate, (self.limit,))
+
+
+class GatedMixin:
+    """Mix in before :class:`MeteringMixin`: each call waits for a slot of ``gate`` (None: no limit), so
+    metering measures the call, not the wait."""
+
+    gate: EndpointGate | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.gate is None:
+            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+        with self.gate:
+            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+
+
+class MeteredLM(GatedMixin, MeteringMixin, dspy.LM):
+    """``dspy.LM`` that reports each call to the active :class:`Meter` under its alias; with a ``gate``,
+    at most ``gate.limit`` of its (and its endpoint's other LMs') calls are in flight at once."""
+
+    def __init__(self, model: str, *, alias: str = "default", gate: EndpointGate | None = None, **kwargs: Any):
         super().__init__(model, **kwargs)
         self.alias = alias
+        self.gate = gate
 
 
 @dataclass(frozen=True)

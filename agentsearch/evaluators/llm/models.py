@@ -28,7 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentsearch.errors import EndpointError, UserError
-from agentsearch.evaluators.llm.lm import DEFAULT_TIMEOUT_S, Endpoint, check_endpoint
+from agentsearch.evaluators.llm.lm import DEFAULT_TIMEOUT_S, Endpoint, EndpointGate, check_endpoint
 from agentsearch.evaluators.llm.pool import build_lm
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 LOCAL_MODEL_SIZES = ("0.5b", "1.5b")
 #: Seconds one call to the embedded CPU model may take before it is retried (see ModelSet.call_timeout).
 LOCAL_TIMEOUT_S = 600.0
+#: Requests in flight at once to a launched vLLM server (it batches them; more only queue in its scheduler).
+VLLM_MAX_IN_FLIGHT = 256
 
 
 class EndpointSpec(BaseModel):
@@ -45,6 +47,7 @@ class EndpointSpec(BaseModel):
     api_base: str = Field(pattern=r"^https?://")
     model: str = Field(min_length=1)
     api_key_env: str | None = None
+    max_in_flight: int = Field(32, ge=1, le=4096)  # requests in flight to this endpoint at once, from all aliases
 
 
 class VllmSpec(BaseModel):
@@ -154,14 +157,27 @@ class ModelSet:
         self.progress = progress
         self.endpoints: dict[str, list[Endpoint]] = {}
         self.lms: dict[str, Any] = {}
+        #: One gate per base URL, shared by every alias calling it: requests in flight never exceed what the
+        #: server serves at once (a launched embedded server's slots, vLLM's batch, an endpoint's max_in_flight).
+        self.gates: dict[str, EndpointGate] = {}
         self._stack = ExitStack()
+
+    def _gate(self, api_base: str, limit: int) -> None:
+        key = api_base.rstrip("/")
+        if key not in self.gates:
+            self.gates[key] = EndpointGate(limit)
+        else:  # two aliases on one URL: the stricter limit holds
+            self.gates[key] = EndpointGate(min(limit, self.gates[key].limit))
 
     def __enter__(self) -> ModelSet:
         try:
             for alias, spec in self.specs.items():
                 eps = self._launch(alias, spec) if spec.launcher else self._connect(alias, spec)
                 self.endpoints[alias] = eps
-                self.lms[alias] = build_lm(eps, cache=self.cache, timeout=self.call_timeout(spec))
+            for alias, spec in self.specs.items():
+                self.lms[alias] = build_lm(
+                    self.endpoints[alias], cache=self.cache, timeout=self.call_timeout(spec), gates=self.gates
+                )
         except BaseException:
             self._stack.close()
             raise
@@ -194,6 +210,8 @@ class ModelSet:
             raise EndpointError(errors[0] if len(errors) == 1 else f"models.{alias}: no endpoint answers ({errors[0]})")
         for msg in errors:
             self.announce(f"warning: {msg}; using the other endpoints of '{alias}'")
+        for e in spec.endpoints:
+            self._gate(e.api_base, e.max_in_flight)
         return eps if len(reachable) == len(eps) else reachable
 
     def _launch(self, alias: str, spec: ModelSpec) -> list[Endpoint]:
@@ -211,6 +229,7 @@ class ModelSet:
                 ),
                 progress=self.progress,
             )
+            slots = server.parallel  # llama.cpp's slots: more requests would only queue and time out
         else:
             from agentsearch.evaluators.llm.backends.vllm import VllmServer
 
@@ -223,9 +242,11 @@ class ModelSet:
                 extra_args=tuple(v.extra_args),
                 log_dir=log_dir,
             )
+            slots = VLLM_MAX_IN_FLIGHT
         self.announce(f"starting the {spec.launcher} server for '{alias}' (log: {log_dir})")
         self._stack.enter_context(server)
         endpoint = server.endpoint(alias)
+        self._gate(endpoint.api_base, slots)
         self.announce(f"'{alias}' is served by {endpoint.model} at {endpoint.api_base}")
         return [endpoint]
 

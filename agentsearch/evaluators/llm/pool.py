@@ -11,14 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import dspy
 from dspy.utils.exceptions import is_retryable_lm_error
 
-from agentsearch.evaluators.llm.lm import DEFAULT_TIMEOUT_S, Endpoint, MeteredLM, MeteringMixin, lm_model_name
+from agentsearch.evaluators.llm.lm import (
+    DEFAULT_TIMEOUT_S,
+    Endpoint,
+    EndpointGate,
+    MeteredLM,
+    MeteringMixin,
+    lm_model_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,11 @@ class Member:
     unhealthy_until: float = 0.0
     calls: int = 0
     failures: int = 0
+    gate: EndpointGate | None = None
+
+    @property
+    def saturated(self) -> bool:
+        return self.gate is not None and self.gate.full
 
     def healthy(self, now: float) -> bool:
         return now >= self.unhealthy_until
@@ -50,7 +62,9 @@ class _PoolRouter(dspy.LM):
             if not candidates:
                 return None
             healthy = [m for m in candidates if m.healthy(now)] or candidates  # all sick: try the least bad
-            member = min(healthy, key=lambda m: (not m.healthy(now), m.in_flight, m.unhealthy_until, m.calls))
+            member = min(
+                healthy, key=lambda m: (not m.healthy(now), m.saturated, m.in_flight, m.unhealthy_until, m.calls)
+            )
             member.in_flight += 1
             member.calls += 1
             return member
@@ -61,7 +75,10 @@ class _PoolRouter(dspy.LM):
         while (member := self._pick(tried)) is not None:
             tried.add(self.members.index(member))
             try:
-                return member.lm(*args, **kwargs)
+                if member.gate is None:
+                    return member.lm(*args, **kwargs)
+                with member.gate:
+                    return member.lm(*args, **kwargs)
             except Exception as exc:
                 last = exc
                 if not is_retryable_lm_error(exc):
@@ -97,6 +114,7 @@ class PooledLM(MeteringMixin, _PoolRouter):
         timeout: float = DEFAULT_TIMEOUT_S,
         num_retries: int = 1,
         cooldown_s: float = 30.0,
+        gates: Mapping[str, EndpointGate] | None = None,
     ):
         if not endpoints:
             raise ValueError("a pool needs at least one endpoint")
@@ -125,6 +143,7 @@ class PooledLM(MeteringMixin, _PoolRouter):
                     timeout=timeout,
                     engine="lm15",
                 ),
+                gate=(gates or {}).get(e.api_base.rstrip("/")),
             )
             for e in endpoints
         ]
@@ -136,18 +155,26 @@ def build_lm(
     cache: bool = True,
     timeout: float = DEFAULT_TIMEOUT_S,
     num_retries: int = 3,
+    gates: Mapping[str, EndpointGate] | None = None,
 ) -> dspy.LM:
     """A metered DSPy LM on DSPy's native client (not the LiteLLM path) for one OpenAI-compatible
-    endpoint, or a :class:`PooledLM` spreading calls over several."""
+    endpoint, or a :class:`PooledLM` spreading calls over several. ``gates`` (by base URL, no trailing
+    slash) cap the requests in flight to each endpoint, across every LM built with the same gates."""
     if isinstance(endpoint, list):
         if len(endpoint) > 1:
             return PooledLM(
-                endpoint, alias=endpoint[0].alias, cache=cache, timeout=timeout, num_retries=min(num_retries, 1)
+                endpoint,
+                alias=endpoint[0].alias,
+                cache=cache,
+                timeout=timeout,
+                num_retries=min(num_retries, 1),
+                gates=gates,
             )
         endpoint = endpoint[0]
     return MeteredLM(
         lm_model_name(endpoint),
         alias=endpoint.alias,
+        gate=(gates or {}).get(endpoint.api_base.rstrip("/")),
         api_base=endpoint.api_base.rstrip("/"),
         api_key=endpoint.api_key or "not-needed",
         cache=cache,

@@ -1,8 +1,11 @@
 """Compile an :class:`AgentGraph` into a runnable ``dspy.Module``.
 
 Nodes run in topological order (networkx); the nodes of one topological generation are
-independent, so with ``parallel=True`` they run concurrently, each in a copy of the caller's
-context (DSPy settings and the active usage meter follow them). Each node runs under the DSPy
+independent, so given an ``executor`` (one branch pool shared by every program of a run) they run
+concurrently: the first in the calling thread, the others on the pool, each in a copy of the
+caller's context (DSPy settings and the active usage meter follow them). Branch tasks never submit
+to the pool themselves, so a saturated pool only makes the example wait. Without an executor (or
+with ``parallel=False``) a generation runs in order. Each node runs under the DSPy
 adapter of its ``format`` param (:mod:`agentsearch.evaluators.operators.formats`); ``answer_kind`` is what the
 benchmark's answers are (``number`` lets the text format read a reply's last number as a last resort).
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, wait
 
 import dspy
 
@@ -20,6 +23,16 @@ from agentsearch.evaluators.operators.base import NodeOutput, OperatorModule
 from agentsearch.evaluators.operators.formats import DEFAULT_FORMAT, make_adapter
 from agentsearch.evaluators.operators.registry import build_operator
 from agentsearch.search_space.graph import AgentGraph
+
+
+class _Shared:
+    """Holds the branch pool: a copied program (DSPy deep-copies programs) shares its run's pool."""
+
+    def __init__(self, executor: Executor | None) -> None:
+        self.executor = executor
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _Shared:
+        return self
 
 
 class GraphProgram(dspy.Module):
@@ -31,10 +44,12 @@ class GraphProgram(dspy.Module):
         lms: Mapping[str, dspy.BaseLM] | None = None,
         parallel: bool = True,
         answer_kind: str = "text",
+        executor: Executor | None = None,
     ):
         super().__init__()
         self.graph = graph
         self.parallel = parallel
+        self._branches = _Shared(executor)
         self.answer_kind = answer_kind
         # Unusable output is the agent's failure (a wrong answer, no silent retries), see Evaluator.
         self._adapters = {
@@ -64,24 +79,39 @@ class GraphProgram(dspy.Module):
     def forward(self, question: str) -> dspy.Prediction:
         outputs: dict[str, NodeOutput] = {}
         for generation in self._generations:
-            if len(generation) == 1 or not self.parallel:
+            executor = self._branches.executor
+            if len(generation) == 1 or not self.parallel or executor is None:
                 for node_id in generation:
                     outputs[node_id] = self._run_node(node_id, question, outputs)
                 continue
-            with ThreadPoolExecutor(max_workers=len(generation), thread_name_prefix="agentsearch-branch") as pool:
-                futures = {
-                    node_id: pool.submit(contextvars.copy_context().run, self._run_node, node_id, question, outputs)
-                    for node_id in generation
-                }
+            first, *rest = generation
+            run = self._run_node
+            futures = {
+                node_id: executor.submit(contextvars.copy_context().run, run, node_id, question, outputs)
+                for node_id in rest
+            }
+            try:
+                done = {first: self._run_node(first, question, outputs)}
                 for node_id, future in futures.items():
-                    outputs[node_id] = future.result()
+                    done[node_id] = future.result()
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()  # a branch failed: what has not started need not run
+                wait(list(futures.values()))  # what runs finishes, so its calls are metered with this example
+                raise
+            outputs.update(done)
         final = outputs[self.graph.output]
         return dspy.Prediction(answer=final.answer, reasoning=final.reasoning)
 
 
 def compile_graph(
-    graph: AgentGraph, lms: Mapping[str, dspy.BaseLM] | None = None, parallel: bool = True, answer_kind: str = "text"
+    graph: AgentGraph,
+    lms: Mapping[str, dspy.BaseLM] | None = None,
+    parallel: bool = True,
+    answer_kind: str = "text",
+    executor: Executor | None = None,
 ) -> GraphProgram:
     """Build the program for ``graph``; ``lms`` maps model aliases to LMs (None: use dspy's configured LM);
-    ``answer_kind`` is the benchmark's (:attr:`~agentsearch.evaluators.benchmarks.Benchmark.answer_kind`)."""
-    return GraphProgram(graph, lms=lms, parallel=parallel, answer_kind=answer_kind)
+    ``answer_kind`` is the benchmark's (:attr:`~agentsearch.evaluators.benchmarks.Benchmark.answer_kind`);
+    ``executor`` runs a generation's branches concurrently (None: in order)."""
+    return GraphProgram(graph, lms=lms, parallel=parallel, answer_kind=answer_kind, executor=executor)
