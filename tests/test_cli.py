@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agentsearch.optimizers.base import OVER_BUDGET
 from tests.conftest import QUESTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -418,7 +419,12 @@ def test_resume_after_sigkill(tmp_path, data_file):
         summary = json.loads(proc.stdout)
         assert summary["n_trials"] == 10
         trials = optuna.load_study(study_name="crashy", storage=storage).get_trials(deepcopy=False)
-        counted = [t for t in trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+        counted = [  # designs over --max-calls-per-question are pruned unrun and resampled: they do not count
+            t
+            for t in trials
+            if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+            and not t.user_attrs.get("reason", "").startswith(OVER_BUDGET)
+        ]
         assert len(counted) == 10
         for number, (state, values) in finished_before.items():  # nothing finished was lost or redone
             assert trials[number].state == state and trials[number].values == values
