@@ -217,6 +217,7 @@ def one_run(
             opt = Optimizer(space, sampler=sampler, **kwargs)
         else:  # an LLM-driven or evolutionary strategy; its proposer is the same (fake) LLM
             from agentsearch.optimizers import make_optimizer
+            from agentsearch.optimizers.base import StrategyContext
 
             opt = make_optimizer(
                 sampler,
@@ -226,7 +227,7 @@ def one_run(
                 n_trials=max_trials,
                 **kwargs,
             )
-            opt.proposer_lm = lms["default"]
+            opt.bind(StrategyContext(proposer_lm=lms["default"]))
         metric = get_benchmark("gsm8k", data=None).metric
         recorder = _Recorder(run)
         loop = SearchLoop(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -111,11 +112,43 @@ class FinishedTrial:
         return self.state in ("COMPLETE", "PRUNED") and not self.rejected_unrun
 
 
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy may use once the study's models run (:meth:`Optimizer.bind`): the model that writes
+    proposals, and a function bootstrapping few-shot demo sets from the train split (None: no train split)."""
+
+    proposer_lm: Any = None
+    demo_bootstrap: Callable[[], list[list[dict[str, str]]]] | None = None
+
+
 class Optimizer(ABC):
-    """Ask/tell optimizer over agent graphs. Subclasses keep their state durable where they can."""
+    """Ask/tell optimizer over agent graphs: the whole contract the search loop and the study use.
+
+    A subclass implements :meth:`ask`, :meth:`tell` and :meth:`trials`; everything else has a working
+    default for an optimizer that keeps its state in memory (nothing to resume, failed candidates not
+    retried, study attributes in a dict). :class:`~agentsearch.optimizers.optuna_opt.OptunaOptimizer`
+    overrides them with durable storage.
+    """
 
     name: str = "optimizer"
     objectives: tuple[str, ...] = ("accuracy",)
+    #: True when the optimizer continues a study that already has trials.
+    resumed: bool = False
+
+    def bind(self, context: StrategyContext) -> None:  # noqa: B027 - optional hook
+        """Receive what the study provides once its models run (LLM-driven strategies keep the proposer)."""
+
+    def requeue(self, candidate: Candidate) -> None:  # noqa: B027 - optional hook
+        """Evaluate ``candidate`` again later (it failed on endpoint errors or was interrupted). Default:
+        not retried."""
+
+    def attrs(self) -> dict[str, Any]:
+        """The study's attributes (MLflow run id, selection, test results, ...): a copy."""
+        return dict(self.__dict__.get("_attrs", {}))
+
+    def set_attr(self, key: str, value: Any) -> None:
+        """Store one study attribute (JSON-serializable)."""
+        self.__dict__.setdefault("_attrs", {})[key] = value
 
     @abstractmethod
     def ask(self) -> Candidate:

@@ -17,10 +17,8 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from agentsearch.evaluators.llm.lm import Meter, metering
-from agentsearch.optimizers.base import Candidate, TrialResult
-from agentsearch.optimizers.optuna_opt import OptunaOptimizer
-from agentsearch.optimizers.proposal import ProposerFailures, charge_proposer, proposer_failed_metric
+from agentsearch.optimizers.base import StrategyContext
+from agentsearch.optimizers.proposal import ProposingOptimizer
 from agentsearch.search_space.operators import DEFAULT_FORMAT
 from agentsearch.search_space.space import PromptPool, SearchSpace
 
@@ -84,7 +82,7 @@ def bootstrap_demo_sets(
     return [good[i : i + k] for i in range(0, len(good) - k + 1, k)][:sets]
 
 
-class InstructionProposer(OptunaOptimizer):
+class InstructionProposer(ProposingOptimizer):
     """TPE over the space, plus LLM-written instructions and bootstrapped demos joining the pool."""
 
     def __init__(
@@ -122,9 +120,6 @@ class InstructionProposer(OptunaOptimizer):
         if stored:
             self.space.pool.instructions[:] = stored.get("instructions", [])  # type: ignore[union-attr]
             self.space.pool.demo_sets[:] = stored.get("demo_sets", [])  # type: ignore[union-attr]
-        self._pending: dict[int, Meter] = {}
-        self.failures = ProposerFailures(self)
-        self._answered = False  # the proposer LM answered during this ask (a success resets the failure count)
 
     @property
     def pool(self) -> PromptPool:
@@ -134,23 +129,14 @@ class InstructionProposer(OptunaOptimizer):
     def _save_pool(self) -> None:
         self.study.set_user_attr("prompt_pool", self.pool.to_dict())
 
-    def ask(self) -> Candidate:
-        meter = Meter()
-        if self.n_waiting() == 0:
-            with metering(meter):
-                self._answered = False
-                try:
-                    self._maybe_bootstrap()
-                    self._maybe_propose()
-                    if self._answered:
-                        self.failures.succeeded()
-                except Exception as exc:  # noqa: BLE001 - recorded with the trial; stops the study if it always fails
-                    self.failures.record(exc)
-        candidate = super().ask()
-        self.failures.mark(candidate)
-        if meter.total.calls:
-            self._pending[candidate.number] = meter
-        return candidate
+    def bind(self, context: StrategyContext) -> None:
+        super().bind(context)
+        if context.demo_bootstrap is not None:
+            self.demo_bootstrap = context.demo_bootstrap
+
+    def _proposal_step(self) -> None:
+        self._maybe_bootstrap()
+        self._maybe_propose()
 
     def _maybe_bootstrap(self) -> None:
         if self.demo_bootstrap is None or self.pool.demo_sets or self.study.user_attrs.get("demos_bootstrapped"):
@@ -197,7 +183,6 @@ class InstructionProposer(OptunaOptimizer):
 
         with dspy.context(adapter=proposer_adapter()):
             out = propose(**inputs, config={"temperature": 0.7, "rollout_id": len(done)})
-        self._answered = True
         text = " ".join(str(out.new_instruction or "").split())[:2000]
         if len(text) < 10:
             return
@@ -221,8 +206,4 @@ class InstructionProposer(OptunaOptimizer):
         )
         log.info("proposed instruction %d for %s: %s", position, node_id, text[:120])
 
-    def tell(self, candidate: Candidate, result: TrialResult) -> None:
-        meter = self._pending.pop(candidate.number, None)
-        charge_proposer(result, meter)
-        proposer_failed_metric(result, candidate)
-        super().tell(candidate, result)
+

@@ -205,6 +205,17 @@ class OptunaOptimizer(Optimizer):
             attrs["fixed_graph"] = graph.to_yaml()
         self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
 
+    def requeue(self, candidate: Candidate) -> None:
+        """Queue a failed or interrupted candidate once more (a retry that fails again is not retried)."""
+        if not candidate.origin.endswith(":retry"):
+            self.enqueue(candidate.graph, origin=f"{candidate.origin}:retry", params=candidate.params)
+
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.study.user_attrs)
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.study.set_user_attr(key, value)
+
     def _rebuilds(self, params: Mapping[str, Any], graph: AgentGraph) -> bool:
         """Whether the space's sampler turns ``params`` back into exactly ``graph``."""
         from agentsearch.search_space.space import graph_from_params
@@ -217,11 +228,21 @@ class OptunaOptimizer(Optimizer):
 
     # -- ask / tell -----------------------------------------------------------------------------
 
+    def _sample(self, trial: optuna.Trial) -> tuple[AgentGraph, str]:
+        """A new design for a trial nothing was queued for, and its origin. Strategies that sample
+        differently (staged) override this, not :meth:`ask`, whose bookkeeping is the same for all."""
+        return self.space.sample(trial), self.sampler_name
+
     def ask(self) -> Candidate:
         trial = self.study.ask()
-        origin = trial.user_attrs.get("origin") or self.sampler_name
+        queued = trial.user_attrs.get("origin")  # a baseline, retry or proposal: its graph or its params
         fixed = trial.user_attrs.get("fixed_graph")
-        graph = AgentGraph.from_text(fixed, source=f"trial {trial.number}") if fixed else self.space.sample(trial)
+        if fixed:
+            graph, origin = AgentGraph.from_text(fixed, source=f"trial {trial.number}"), queued or self.sampler_name
+        elif queued:
+            graph, origin = self.space.sample(trial), queued
+        else:
+            graph, origin = self._sample(trial)
         name = trial.user_attrs.get("graph_name") or f"trial-{trial.number}"
         graph = graph.model_copy(update={"name": name})
         trial.set_user_attr("origin", origin)

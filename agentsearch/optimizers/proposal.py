@@ -13,14 +13,63 @@ from abc import abstractmethod
 from typing import Any
 
 from agentsearch.evaluators.llm.lm import Meter, metering
-from agentsearch.optimizers.base import Candidate, FinishedTrial, TrialResult
+from agentsearch.optimizers.base import Candidate, FinishedTrial, StrategyContext, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer
 from agentsearch.search_space.graph import AgentGraph
 
 log = logging.getLogger(__name__)
 
 
-class ProposalOptimizer(OptunaOptimizer):
+class ProposingOptimizer(OptunaOptimizer):
+    """The one place proposer LM calls are metered, charged and their failures counted, for every strategy
+    that proposes with an LLM (graphs: :class:`ProposalOptimizer`; instructions: the instruction proposer).
+
+    When nothing is queued, :meth:`ask` runs :meth:`_proposal_step` (which may enqueue a proposal) under a
+    meter; the usage is charged to the trial asked next (``proposer_calls``, ``proposer_tokens``, and in its
+    ``calls``/``tokens``). A step that raises is a proposer failure (:class:`ProposerFailures`); one whose
+    LM answered at least once resets the count.
+    """
+
+    proposer_lm: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._pending_usage: dict[int, Meter] = {}
+        self.failures = ProposerFailures(self)
+
+    def bind(self, context: StrategyContext) -> None:
+        self.proposer_lm = context.proposer_lm
+
+    @abstractmethod
+    def _proposal_step(self) -> None:
+        """Propose (enqueue) what comes next, if anything; may call the proposer LM."""
+
+    def ask(self) -> Candidate:
+        meter: Meter | None = None
+        if self.n_waiting() == 0:
+            meter = Meter()
+            with metering(meter):
+                try:
+                    self._proposal_step()
+                except Exception as exc:  # noqa: BLE001 - recorded with the trial; the study stops if it always fails
+                    self.failures.record(exc)
+                else:
+                    usage = meter.total
+                    if usage.calls > usage.failed_calls:  # the proposer answered: the count starts again
+                        self.failures.succeeded()
+        candidate = super().ask()
+        self.failures.mark(candidate)
+        if meter is not None and meter.total.calls:
+            self._pending_usage[candidate.number] = meter
+        return candidate
+
+    def tell(self, candidate: Candidate, result: TrialResult) -> None:
+        charge_proposer(result, self._pending_usage.pop(candidate.number, None))
+        proposer_failed_metric(result, candidate)
+        super().tell(candidate, result)
+
+
+class ProposalOptimizer(ProposingOptimizer):
     """Base: ``propose()`` writes the next graph from the archive; queued trials (baselines) go first.
 
     Subclasses implement :meth:`propose`. ``max_attempts`` proposals that are invalid or duplicates
@@ -28,11 +77,6 @@ class ProposalOptimizer(OptunaOptimizer):
     """
 
     max_attempts: int = 4
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._pending_usage: dict[int, Meter] = {}
-        self.failures = ProposerFailures(self)
 
     @abstractmethod
     def propose(self, archive: list[FinishedTrial]) -> tuple[Any, ...] | None:
@@ -54,32 +98,17 @@ class ProposalOptimizer(OptunaOptimizer):
                 seen.add(AgentGraph.from_text(t.user_attrs["fixed_graph"]).config_hash)
         return seen
 
-    def ask(self) -> Candidate:
-        if self.n_waiting() == 0:
-            meter = Meter()
-            with metering(meter):
-                proposal = self._propose_new()
-            if proposal is not None:
-                graph, origin, info = proposal
-                self.enqueue(graph, origin=origin, info=info)
-        else:
-            meter = None
-        candidate = super().ask()
-        self.failures.mark(candidate)
-        if meter is not None and meter.total.calls:
-            self._pending_usage[candidate.number] = meter
-        return candidate
+    def _proposal_step(self) -> None:
+        proposal = self._propose_new()
+        if proposal is not None:
+            graph, origin, info = proposal
+            self.enqueue(graph, origin=origin, info=info)
 
     def _propose_new(self) -> tuple[AgentGraph, str, dict[str, Any]] | None:
         seen = self.seen_hashes()
         archive = self.archive()
         for attempt in range(self.max_attempts):
-            try:
-                proposal = self.propose(archive)
-            except Exception as exc:  # noqa: BLE001 - recorded with the trial; the study stops if it always fails
-                self.failures.record(exc)
-                return None
-            self.failures.succeeded()
+            proposal = self.propose(archive)
             if proposal is None:
                 return None
             graph, origin = proposal[0], proposal[1]
@@ -89,12 +118,6 @@ class ProposalOptimizer(OptunaOptimizer):
             info = dict(proposal[2]) if len(proposal) > 2 else {}
             return graph, origin, {"proposer": self.name, **info}
         return None
-
-    def tell(self, candidate: Candidate, result: TrialResult) -> None:
-        meter = self._pending_usage.pop(candidate.number, None)
-        charge_proposer(result, meter)
-        proposer_failed_metric(result, candidate)
-        super().tell(candidate, result)
 
 
 class ProposerFailures:

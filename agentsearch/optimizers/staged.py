@@ -12,13 +12,15 @@ continues in the right stage):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agentsearch.optimizers.base import Candidate
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.operators import OPERATORS, LMParams
 from agentsearch.search_space.space import STYLES, SearchSpace
+
+if TYPE_CHECKING:
+    import optuna
 
 STAGES = ("prompt", "topology", "refine")
 
@@ -41,8 +43,9 @@ class StagedOptimizer(OptunaOptimizer):
             space, levels=frozenset(space.levels - {"prompt"}) or frozenset({"module"})
         )
 
-    def stage(self) -> str:
-        done = self.n_finished() + len(self._running())
+    def stage(self, asking: int | None = None) -> str:
+        """The stage of the next trial: finished and running trials (but trial ``asking``, being sampled) count."""
+        done = self.n_finished() + sum(t.number != asking for t in self._running())
         return STAGES[0] if done < self.bounds[0] else STAGES[1] if done < self.bounds[1] else STAGES[2]
 
     def _running(self) -> list:
@@ -62,11 +65,8 @@ class StagedOptimizer(OptunaOptimizer):
             return None
         return max(done, key=lambda t: (t.values[0], -t.number)).graph  # type: ignore[index]
 
-    def ask(self) -> Candidate:
-        if self.n_waiting():
-            return super().ask()  # baselines and re-queued trials first
-        stage = self.stage()
-        trial = self.study.ask()
+    def _sample(self, trial: optuna.Trial) -> tuple[AgentGraph, str]:
+        stage = self.stage(asking=trial.number)
         if stage == "prompt":
             graph = self.prompt_space.sample(trial)
         elif stage == "topology":
@@ -93,12 +93,7 @@ class StagedOptimizer(OptunaOptimizer):
                         text if self.space.instructions[idx] else f"{OPERATORS[node.op].default_instruction} {text}"
                     )
             graph = _with_instructions(base, chosen)
-        graph = graph.model_copy(update={"name": f"trial-{trial.number}"})
-        origin = f"staged:{stage}"
-        trial.set_user_attr("origin", origin)
-        trial.set_user_attr("graph", graph.to_yaml())
-        trial.set_user_attr("config_hash", graph.config_hash)
-        return Candidate(number=trial.number, graph=graph, params=dict(trial.params), origin=origin, handle=trial)
+        return graph, f"staged:{stage}"
 
 
 def _with_instructions(graph: AgentGraph, instructions: dict[str, str]) -> AgentGraph:

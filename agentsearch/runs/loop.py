@@ -276,10 +276,7 @@ class SearchLoop:
         in_flight.clear()
 
     def _requeue(self, candidate: Candidate) -> None:
-        enqueue = getattr(self.optimizer, "enqueue", None)
-        if enqueue is not None and not candidate.origin.endswith(":retry"):
-            base = candidate.origin.removesuffix(":retry")
-            enqueue(candidate.graph, origin=f"{base}:retry", params=candidate.params)
+        self.optimizer.requeue(candidate)
 
     def _finish(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
         self.optimizer.tell(candidate, result)  # may charge proposer calls to the result's metrics

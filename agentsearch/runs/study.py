@@ -22,7 +22,14 @@ from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec, get_benchmar
 from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.evaluators.evaluator import Evaluator, ExampleRecord
 from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
-from agentsearch.optimizers.base import Candidate, FinishedTrial, Optimizer, TrialResult, parse_objectives
+from agentsearch.optimizers.base import (
+    Candidate,
+    FinishedTrial,
+    Optimizer,
+    StrategyContext,
+    TrialResult,
+    parse_objectives,
+)
 from agentsearch.optimizers.optuna_opt import open_storage
 from agentsearch.optimizers.registry import PROMPT_OPTIMIZER_CALLS, PROMPT_OPTIMIZERS, STRATEGIES
 from agentsearch.runs.loop import LoopStats, SearchLoop
@@ -383,9 +390,9 @@ def _run_study(
             config=cfg.public(),
             space=space.describe(),
             budget={"trials": cfg.trials, "val_examples": len(val), "test_examples": len(test)},
-            resume_run_id=optimizer.study.user_attrs.get("mlflow_run_id"),
+            resume_run_id=optimizer.attrs().get("mlflow_run_id"),
         )
-        optimizer.study.set_user_attr("mlflow_run_id", parent)
+        optimizer.set_attr("mlflow_run_id", parent)
         if optimizer.resumed:  # a kill may have left trial runs RUNNING, missing or doubled: repair them
             repaired = tracker.reconcile(parent, optimizer.trials())
             if any(repaired.values()):
@@ -396,14 +403,14 @@ def _run_study(
                 )
 
     proposer_lm = lms[cfg.proposer_model]
-    if hasattr(optimizer, "proposer_lm"):
-        optimizer.proposer_lm = proposer_lm
-    if hasattr(optimizer, "demo_bootstrap") and prepared.train:
+    demo_bootstrap = None
+    if prepared.train:
         from agentsearch.optimizers.instruction import bootstrap_demo_sets
 
-        optimizer.demo_bootstrap = lambda: bootstrap_demo_sets(
-            lms["default"], prepared.train, bench.metric, answer_kind=bench.answer_kind
-        )
+        def demo_bootstrap() -> list[list[dict[str, str]]]:
+            return bootstrap_demo_sets(lms["default"], prepared.train, bench.metric, answer_kind=bench.answer_kind)
+
+    optimizer.bind(StrategyContext(proposer_lm=proposer_lm, demo_bootstrap=demo_bootstrap))
 
     def prepare(candidate: Candidate) -> AgentGraph:
         graph = candidate.graph
@@ -488,8 +495,7 @@ def finalize_study(
     from agentsearch.runs.selection import select_best
 
     trials = optimizer.trials()
-    study = getattr(optimizer, "study", None)
-    attrs: dict[str, Any] = dict(study.user_attrs) if study is not None else {}
+    attrs = optimizer.attrs()
     selection = None
     if len(cfg.objectives) == 1:
         store = dict(attrs.get("agentsearch.selection", {}))
@@ -503,11 +509,11 @@ def finalize_study(
         selection = select_best(trials, val, complete, k=cfg.top_k, store=store, announce=announce)
         # no contender could be completed (the endpoint failed): the search's own best, as it stands
         best = [selection.winner.trial] if selection is not None else optimizer.best()
-        if study is not None and selection is not None:
+        if selection is not None:
             from agentsearch.optimizers.optuna_opt import SELECTED_ATTR
 
-            study.set_user_attr("agentsearch.selection", store)
-            study.set_user_attr(SELECTED_ATTR, selection.winner.trial.number)
+            optimizer.set_attr("agentsearch.selection", store)
+            optimizer.set_attr(SELECTED_ATTR, selection.winner.trial.number)
     else:
         best = optimizer.best()
     if not best:
@@ -544,8 +550,7 @@ def finalize_study(
         announce(f"held-out test: {graph.name} (CoT-SC at the best agent's tokens/question)")
         results.update(evaluate_on_test({label: graph}, lms, bench, test, cfg.concurrency, cache, executor=executor))
         graphs[label] = graph
-    if study is not None:
-        study.set_user_attr("test_results", cache)
+    optimizer.set_attr("test_results", cache)
     baselines_val = {name: t.metrics.get("val_score") for name, t in chosen.items()}
     comparisons = (
         compare_with_baselines(results, graphs, test, best_trial=best[0], baselines_val=baselines_val)
@@ -566,8 +571,8 @@ def finalize_study(
         "run_dir": str(cfg.run_dir),
         "model_flags": cfg.model_flags,
     }
-    if study is not None and cfg.model_flags:
-        study.set_user_attr("agentsearch.model_flags", cfg.model_flags)  # for `main.py export` later
+    if cfg.model_flags:
+        optimizer.set_attr("agentsearch.model_flags", cfg.model_flags)  # for `main.py export` later
     selected_val = (
         {
             "val_score": selection.winner.val_score,

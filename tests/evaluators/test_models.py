@@ -185,5 +185,6 @@ def test_one_gate_per_endpoint_shared_by_aliases(tmp_path, fake_server):
 def test_endpoint_max_in_flight_is_checked(tmp_path):
     with pytest.raises(UserError, match="max_in_flight"):
         path = tmp_path / "models.yaml"
-        path.write_text("models:\n  default:\n    endpoints:\n      - {api_base: 'http://x/v1', model: m, max_in_flight: 0}\n")
+        endpoint = "{api_base: 'http://x/v1', model: m, max_in_flight: 0}"
+        path.write_text(f"models:\n  default:\n    endpoints:\n      - {endpoint}\n")
         RunConfig.load(path)

@@ -209,14 +209,21 @@ def test_a_saturated_pool_only_makes_examples_wait(fake_server):
     from concurrent.futures import ThreadPoolExecutor
 
     fake_server.latency = 0.02
-    before = threading.active_count()
     examples = [Example(f"q{i}", QUESTION, GOLD) for i in range(8)]
-    with ThreadPoolExecutor(max_workers=1) as branches:
+    seen: set[str] = set()
+    original = fake_server.policy
+
+    def policy(req):  # which threads run branches while the examples run
+        seen.update(t.name for t in threading.enumerate())
+        return original(req)
+
+    fake_server.policy = policy
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-branches") as branches:
         program = compile_graph(WIDE, lms={"default": make_lm(fake_server)}, executor=branches)
         result = Evaluator(_metric, concurrency=8, retries=0).evaluate(program, examples)
-        during = threading.active_count()
     assert len(result.records) == 8 and not any(r.error_kind for r in result.records)
-    assert during - before <= 8 + 1  # the examples' threads and the one branch thread; no pool per example
+    assert {n for n in seen if n.startswith("test-branches")} == {"test-branches_0"}
+    assert not any("branch" in n and not n.startswith("test-branches") for n in seen)  # no pool per question
 
 
 def test_an_endpoint_gate_caps_requests_in_flight(fake_server):

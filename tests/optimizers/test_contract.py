@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentsearch.optimizers.base import Candidate, Optimizer, TrialResult
+from agentsearch.optimizers.base import Candidate, Optimizer, StrategyContext, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer, open_storage
 from agentsearch.search_space.baselines import baseline_graphs
 from agentsearch.search_space.graph import AgentGraph
@@ -67,8 +67,7 @@ def _proposing(name: str) -> Factory:
             sampler="tpe", pruner="sha", objectives=objectives, seed=1, min_resource=2, max_resource=8,
             startup_trials=3, baselines=baselines, n_trials=12,
         )
-        if hasattr(opt, "proposer_lm"):
-            opt.proposer_lm = scripted_proposer()
+        opt.bind(StrategyContext(proposer_lm=scripted_proposer()))
         return opt
 
     return make
@@ -219,3 +218,53 @@ def test_sampler_learns_beyond_random_on_a_simple_space(tmp_path):
         opt.tell(c, complete(c))
     late = ops[15:]
     assert late.count("predict") <= 3  # the worst operator is rarely proposed late
+
+
+class _OnlyTheAbstractMethods(Optimizer):
+    """A strategy implementing only what Optimizer declares abstract: random designs, trials in memory."""
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, objectives=("accuracy",), **study: object) -> None:
+        import random
+
+        self.space, self.objectives, self.rng = space, tuple(objectives), random.Random(seed)
+        self._trials: list = []
+        self._asked = 0
+
+    def ask(self) -> Candidate:
+        from agentsearch.search_space.space import RandomTrial
+
+        self._asked += 1
+        return Candidate(self._asked - 1, self.space.sample(RandomTrial(self.rng)), origin="only-abstract")
+
+    def tell(self, candidate: Candidate, result: TrialResult) -> None:
+        from agentsearch.optimizers.base import FinishedTrial
+
+        values = result.values(self.objectives) if result.state == "COMPLETE" else None
+        self._trials.append(
+            FinishedTrial(candidate.number, result.state, candidate.graph, {}, values, dict(result.metrics),
+                          candidate.origin, result.reason, outcomes=result.outcomes)
+        )  # fmt: skip
+
+    def trials(self):
+        return sorted(self._trials, key=lambda t: t.number)
+
+
+def test_a_strategy_implementing_only_the_abstract_methods_runs_a_whole_study(tmp_path, fake_server, questions_file):
+    """The Optimizer base class is the whole contract: registered with one line, such a class runs a study
+    (search, selection, held-out test, export) without the study or the loop reaching for anything else."""
+    from agentsearch.optimizers.registry import STRATEGIES, StrategyEntry
+    from agentsearch.runs.study import StudyConfig, run_study
+    from tests.conftest import make_lm
+
+    STRATEGIES.add(StrategyEntry("only-abstract", "a test strategy", _OnlyTheAbstractMethods))
+    try:
+        cfg = StudyConfig(
+            study="abstract", benchmark="jsonl", data=str(questions_file), optimizer="only-abstract", trials=4,
+            val_size=8, test_size=8, run_dir=tmp_path / "run", tracking=False, baselines=False, min_batch=4, parallel=2,
+            concurrency=4, formats=("text",), levels="prompt,module",
+        )  # fmt: skip
+        summary = run_study(cfg, {"default": make_lm(fake_server)})
+    finally:
+        STRATEGIES.remove("only-abstract")
+    assert summary["n_trials"] == 4 and summary["test"]["best:0"]["n"] == 8
+    assert (Path(summary["export_dir"]) / "best.yaml").exists()

@@ -9,6 +9,7 @@ import pytest
 from agentsearch.evaluators.benchmarks import Example
 from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.optimizers import make_optimizer
+from agentsearch.optimizers.base import StrategyContext
 from agentsearch.optimizers.optuna_opt import open_storage
 from agentsearch.runs.loop import SearchLoop
 from agentsearch.search_space.baselines import baseline_graphs
@@ -74,8 +75,7 @@ def _run(name: str, tmp_path: Path, server, n_trials: int, space: SearchSpace | 
         n_trials=n_trials,
         **kw,
     )
-    if hasattr(opt, "proposer_lm"):
-        opt.proposer_lm = lms["default"]
+    opt.bind(StrategyContext(proposer_lm=lms["default"]))
     loop = SearchLoop(
         opt, lambda g: compile_graph(g, lms=lms), metric, VAL, n_trials=n_trials, min_batch=4, concurrency=4
     )
@@ -198,7 +198,7 @@ def test_a_proposer_that_always_fails_stops_the_study_and_each_failure_is_record
             task="Answer word problems.",
             n_trials=12,
         )
-        opt.proposer_lm = make_lm(broken)
+        opt.bind(StrategyContext(proposer_lm=make_lm(broken)))
         loop = SearchLoop(
             opt, lambda g: compile_graph(g, lms=lms), metric, VAL, n_trials=12, min_batch=4, concurrency=4
         )
@@ -225,7 +225,7 @@ def test_bootstrapped_demo_sets_are_sampled_by_the_proposer(tmp_path, fake_serve
         n_trials=12, bootstrap_demos=True,
     )  # fmt: skip
     assert opt.space.demo_slots == 2
-    opt.demo_bootstrap = lambda: bootstrap_demo_sets(lms["default"], train, metric)
+    opt.bind(StrategyContext(demo_bootstrap=lambda: bootstrap_demo_sets(lms["default"], train, metric)))
     loop = SearchLoop(opt, lambda g: compile_graph(g, lms=lms), metric, VAL, n_trials=12, min_batch=4, concurrency=4)
     loop.run()
     assert opt.pool.demo_sets, "demo sets were bootstrapped"
