@@ -17,6 +17,7 @@ from agentsearch.optimizers.registry import PROMPT_OPTIMIZERS, PRUNERS, SAMPLERS
 
 if TYPE_CHECKING:
     from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec
+    from agentsearch.evaluators.llm.models import ModelFlags
 
 app = typer.Typer(
     add_completion=False,
@@ -76,6 +77,52 @@ TimeoutOpt = Annotated[
 ]
 
 
+#: The model options every command that calls a model takes, declared once (see :func:`with_model_flags`).
+MODEL_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "model": (ModelOpt, "local"),
+    "api_base": (ApiBaseOpt, None),
+    "api_key": (ApiKeyOpt, None),
+    "config": (ConfigOpt, None),
+    "local_model": (LocalModelOpt, None),
+    "local_model_size": (LocalSizeOpt, None),
+    "timeout": (TimeoutOpt, None),
+}
+
+
+def with_model_flags(func: Any) -> Any:
+    """Add the model options to a command; the command receives them as one ``models: ModelFlags``.
+
+    Typer reads a command's options from its signature, so the wrapper's signature is the command's own
+    parameters (``models`` left out) plus :data:`MODEL_OPTIONS`.
+    """
+    import functools
+    import inspect
+
+    signature = inspect.signature(func)  # annotations are strings here (from __future__ import annotations)
+    def resolve(annotation: Any) -> Any:  # what typing.get_type_hints does, for our own annotations only
+        return eval(annotation, func.__globals__) if isinstance(annotation, str) else annotation
+
+    own = [p.replace(annotation=resolve(p.annotation)) for p in signature.parameters.values() if p.name != "models"]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in MODEL_OPTIONS.items()
+    ]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        from agentsearch.evaluators.llm.models import ModelFlags
+
+        values = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
+        values["api_base"] = tuple(values["api_base"] or ())
+        return func(models=ModelFlags(**values), **kwargs)
+
+    parameters = [*own, *extra]
+    wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__  # typer must read the wrapper's signature, not the command's
+    return wrapper
+
+
 def _user_error(message: str) -> Exception:
     from agentsearch.errors import UserError
 
@@ -93,36 +140,10 @@ def split_spec(seed: int, val_size: str, test_size: str) -> SplitSpec:
     )
 
 
-def models_from_flags(
-    model: str,
-    api_base: list[str] | None,
-    api_key: str | None,
-    config: Path | None,
-    local_model: str | None,
-    run_dir: Path,
-    cache: bool,
-    timeout: float | None,
-    announce: Any = None,
-    local_model_size: str | None = None,
-) -> Any:
-    """A :class:`~agentsearch.evaluators.llm.models.ModelSet` (a context manager) from the CLI flags."""
-    from agentsearch.evaluators.llm.models import ModelSet, RunConfig, spec_from_flags
-
-    if config is not None:
-        specs = dict(RunConfig.load(config).models)
-        if api_base:
-            specs["default"] = spec_from_flags(model, api_base)
-    else:
-        specs = {
-            "default": spec_from_flags(
-                model, api_base or [], local_model=local_model, local_model_size=local_model_size
-            )
-        }
-    key = api_key or os.environ.get("AGENTSEARCH_API_KEY") or os.environ.get("OPENAI_API_KEY")
+def _model_set(models: ModelFlags, run_dir: Path, *, cache: bool, announce: Any = None) -> Any:
+    """The :class:`~agentsearch.evaluators.llm.models.ModelSet` (a context manager) for a command's flags."""
     say = announce or (lambda msg: err.print(msg, markup=False, highlight=False))
-    return ModelSet(
-        specs, run_dir=run_dir, cache=cache, timeout=timeout, api_key=key, announce=say, progress=_download_progress()
-    )
+    return models.model_set(run_dir, cache=cache, announce=say, progress=_download_progress())
 
 
 def _download_progress() -> Any:
@@ -253,15 +274,11 @@ def operators() -> None:
 
 
 @app.command()
+@with_model_flags
 def evaluate(
     agent: AgentOpt,
     benchmark: BenchmarkOpt,
-    model: ModelOpt = "local",
-    api_base: ApiBaseOpt = None,
-    api_key: ApiKeyOpt = None,
-    config: ConfigOpt = None,
-    local_model: LocalModelOpt = None,
-    local_model_size: LocalSizeOpt = None,
+    models: ModelFlags,
     data: DataOpt = None,
     split: SplitOpt = "test",
     limit: LimitOpt = None,
@@ -271,7 +288,6 @@ def evaluate(
     concurrency: ConcurrencyOpt = 8,
     run_dir: RunDirOpt = Path("runs/evaluate"),
     no_cache: NoCacheOpt = False,
-    timeout: TimeoutOpt = None,
     records: Annotated[Path | None, typer.Option("--records", help="write per-example records (JSONL)")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -290,16 +306,14 @@ def evaluate(
     from agentsearch.evaluators.operators.compile import compile_graph
 
     configure_cache(None if no_cache else run_dir / "cache")
-    with models_from_flags(
-        model, api_base, api_key, config, local_model, run_dir, not no_cache, timeout, local_model_size=local_model_size
-    ) as models:
-        _check_aliases(graph, set(models.lms))
+    with _model_set(models, run_dir, cache=not no_cache) as model_set:
+        _check_aliases(graph, set(model_set.lms))
         from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
 
         if needs_preparation(graph):
             err.print("building the experience memory from the train split ...")
             graph = prepare_graph(
-                graph, models.lms, bench.load("train", spec), bench.metric, answer_kind=bench.answer_kind
+                graph, model_set.lms, bench.load("train", spec), bench.metric, answer_kind=bench.answer_kind
             )
         from concurrent.futures import ThreadPoolExecutor
 
@@ -307,9 +321,9 @@ def evaluate(
             ThreadPoolExecutor(max_workers=max(2, concurrency), thread_name_prefix="agentsearch-branch") as branches,
             _progress(f"{graph.name} on {bench.name}/{split}", len(examples)) as advance,
         ):
-            program = compile_graph(graph, lms=models.lms, answer_kind=bench.answer_kind, executor=branches)
+            program = compile_graph(graph, lms=model_set.lms, answer_kind=bench.answer_kind, executor=branches)
             result = Evaluator(bench.score, concurrency=concurrency, progress=advance).evaluate(program, examples)
-        public = models.public()
+        public = model_set.public()
 
     if records is not None:
         records.parent.mkdir(parents=True, exist_ok=True)
@@ -380,17 +394,12 @@ def _fail_on_missing(result: Any) -> None:
 
 
 @app.command()
+@with_model_flags
 def run(
     agent: AgentOpt,
     question: Annotated[str, typer.Option("--question", help="the question to answer")],
-    model: ModelOpt = "local",
-    api_base: ApiBaseOpt = None,
-    api_key: ApiKeyOpt = None,
-    config: ConfigOpt = None,
-    local_model: LocalModelOpt = None,
-    local_model_size: LocalSizeOpt = None,
+    models: ModelFlags,
     run_dir: RunDirOpt = Path("runs/run"),
-    timeout: TimeoutOpt = None,
     show_reasoning: Annotated[bool, typer.Option("--show-reasoning", help="print the reasoning too")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -403,18 +412,8 @@ def run(
     from agentsearch.evaluators.operators.compile import compile_graph
 
     configure_cache(None)
-    with models_from_flags(
-        model,
-        api_base,
-        api_key,
-        config,
-        local_model,
-        run_dir.resolve(),
-        False,
-        timeout,
-        local_model_size=local_model_size,
-    ) as models:
-        _check_aliases(graph, set(models.lms))
+    with _model_set(models, run_dir.resolve(), cache=False) as model_set:
+        _check_aliases(graph, set(model_set.lms))
         from agentsearch.evaluators.operators.prepare import needs_preparation
 
         if needs_preparation(graph):
@@ -430,7 +429,7 @@ def run(
             ThreadPoolExecutor(max_workers=4, thread_name_prefix="agentsearch-branch") as branches,
             metering() as meter,
         ):
-            program = compile_graph(graph, lms=models.lms, executor=branches)
+            program = compile_graph(graph, lms=model_set.lms, executor=branches)
             try:
                 pred = program(question=question)
             except LMError as exc:  # the endpoint failed after its retries: say which, in one line
@@ -474,14 +473,10 @@ def space(
 
 
 @app.command()
+@with_model_flags
 def optimize(
     benchmark: BenchmarkOpt,
-    model: ModelOpt = "local",
-    api_base: ApiBaseOpt = None,
-    api_key: ApiKeyOpt = None,
-    config: ConfigOpt = None,
-    local_model: LocalModelOpt = None,
-    local_model_size: LocalSizeOpt = None,
+    models: ModelFlags,
     data: DataOpt = None,
     trials: Annotated[
         int, typer.Option("--trials", min=1, help="finished trials (complete + pruned) in the study")
@@ -548,7 +543,6 @@ def optimize(
         typer.Option("--max-calls-per-question", min=1, help="LM calls/question budget; costlier designs are not run"),
     ] = MAX_CALLS_PER_QUESTION,
     no_cache: NoCacheOpt = False,
-    timeout: TimeoutOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search agent designs on a benchmark; log to MLflow; test the best once; export it."""
@@ -599,7 +593,7 @@ def optimize(
         tracking=not no_tracking,
         baselines=not no_baselines,
         max_calls_per_question=max_calls,
-        aliases=_aliases(config),
+        aliases=models.aliases(),
         optimizer=optimizer,
         proposer_model=proposer_model,
         prompt_optimizer=prompt_optimizer,
@@ -609,36 +603,19 @@ def optimize(
         baseline_names=check_baseline_names([b.strip() for b in baseline_names.split(",") if b.strip()])
         if baseline_names is not None
         else None,
-        model_flags={
-            "model": model,
-            "api_base": list(api_base or []),
-            "config": str(config.resolve()) if config is not None else None,
-            "local_model": local_model,
-            "local_model_size": local_model_size,
-        },
+        model_flags=models.public(),
     )
     prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
     configure_cache(None if no_cache else run_dir / "cache")
-    models = models_from_flags(
-        model,
-        api_base,
-        api_key,
-        config,
-        local_model,
-        run_dir,
-        not no_cache,
-        timeout,
-        announce=progress.announce,
-        local_model_size=local_model_size,
-    )
+    model_set = _model_set(models, run_dir, cache=not no_cache, announce=progress.announce)
     import contextlib
 
     try:
         # DSPy's teleprompters print progress from worker threads: during the study, stdout goes to stderr,
         # so stdout carries only the summary (one JSON object with --json)
-        with models, progress, contextlib.redirect_stdout(sys.stderr):
-            cfg.models = models.public()
-            summary = run_study(prepared, models.lms, observer=progress, announce=progress.announce)
+        with model_set, progress, contextlib.redirect_stdout(sys.stderr):
+            cfg.models = model_set.public()
+            summary = run_study(prepared, model_set.lms, observer=progress, announce=progress.announce)
     except StudyStopped as exc:
         raise _user_error(f"study '{cfg.study}' stopped: {exc}; resume with --study {cfg.study}") from None
     except KeyboardInterrupt:
@@ -917,16 +894,6 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
         out.print(f"reproduce the best agent's test score: {summary['reproduce']}", markup=False, highlight=False)
     if summary.get("tracking_uri"):
         out.print(f"MLflow UI: python main.py ui --run-dir {run_dir}", markup=False)
-
-
-def _aliases(config: Path | None) -> tuple[str, ...]:
-    """The model aliases a run config defines (``default`` first), or just ``default``."""
-    if config is None:
-        return ("default",)
-    from agentsearch.evaluators.llm.models import RunConfig
-
-    names = list(RunConfig.load(config).models)
-    return tuple(sorted(names, key=lambda n: (n != "default", n)))
 
 
 def _check_aliases(graph: Any, configured: set[str]) -> None:

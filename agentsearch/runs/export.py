@@ -42,19 +42,9 @@ def reproduce_command(config: Mapping[str, Any], agent_path: Path) -> str:
 def model_flags(flags: Mapping[str, Any]) -> list[str]:
     """The CLI flags that chose the study's models (a run config, an endpoint, or the embedded model);
     never a key (keys come from the environment)."""
-    if flags.get("config"):
-        out = ["--config", str(flags["config"])]
-        return out + [a for u in flags.get("api_base") or [] for a in ("--api-base", str(u))]
-    model = str(flags.get("model") or "local")
-    out = ["--model", model]
-    if model == "local":
-        if flags.get("local_model"):
-            out += ["--local-model", str(flags["local_model"])]
-        if flags.get("local_model_size"):
-            out += ["--local-model-size", str(flags["local_model_size"])]
-    for url in flags.get("api_base") or []:
-        out += ["--api-base", str(url)]
-    return out
+    from agentsearch.evaluators.llm.models import ModelFlags
+
+    return ModelFlags.from_public(flags).argv()
 
 
 def export_study(

@@ -188,3 +188,25 @@ def test_endpoint_max_in_flight_is_checked(tmp_path):
         endpoint = "{api_base: 'http://x/v1', model: m, max_in_flight: 0}"
         path.write_text(f"models:\n  default:\n    endpoints:\n      - {endpoint}\n")
         RunConfig.load(path)
+
+
+def test_model_flags_round_trip_and_aliases(tmp_path):
+    """The same flags for evaluate, run and optimize: stored without the key, given back as argv."""
+    from pathlib import Path
+
+    from agentsearch.evaluators.llm.models import ModelFlags
+
+    flags = ModelFlags(model="local", local_model_size="1.5b", api_key="secret", timeout=30.0)
+    assert flags.argv() == ["--model", "local", "--local-model-size", "1.5b"]
+    assert "secret" not in repr(flags) and "secret" not in str(flags.public())
+    assert ModelFlags.from_public(flags.public()).argv() == flags.argv()
+    assert flags.aliases() == ("default",)
+    endpoint = ModelFlags(model="m", api_base=("http://a/v1", "http://b/v1"))
+    assert endpoint.argv() == ["--model", "m", "--api-base", "http://a/v1", "--api-base", "http://b/v1"]
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("models:\n  judge: {launcher: local}\n  default: {launcher: local}\n")
+    with_config = ModelFlags(config=cfg)
+    assert with_config.aliases() == ("default", "judge")
+    assert ModelFlags.from_public(with_config.public()).config == Path(str(cfg.resolve()))
+    with pytest.raises(UserError, match="--api-base"):
+        ModelFlags(model="gpt-x").specs()

@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -260,3 +261,91 @@ class ModelSet:
             }
             for alias, eps in self.endpoints.items()
         }
+
+
+@dataclass(frozen=True)
+class ModelFlags:
+    """How a command chose its models: the same flags for ``evaluate``, ``run`` and ``optimize``
+    (``--model``, ``--api-base``, ``--api-key``, ``--config``, ``--local-model``, ``--local-model-size``,
+    ``--timeout``). :meth:`public` is what a study stores (never the key); :meth:`argv` gives the flags back."""
+
+    model: str = "local"
+    api_base: tuple[str, ...] = ()
+    api_key: str | None = field(default=None, repr=False)
+    config: Path | None = None
+    local_model: str | None = None
+    local_model_size: str | None = None
+    timeout: float | None = None
+
+    def specs(self) -> dict[str, ModelSpec]:
+        """The aliases and how each is served (a run config, plus ``default`` from ``--api-base``)."""
+        if self.config is not None:
+            specs = dict(RunConfig.load(self.config).models)
+            if self.api_base:
+                specs["default"] = spec_from_flags(self.model, list(self.api_base))
+            return specs
+        spec = spec_from_flags(
+            self.model, list(self.api_base), local_model=self.local_model, local_model_size=self.local_model_size
+        )
+        return {"default": spec}
+
+    def aliases(self) -> tuple[str, ...]:
+        """The model aliases, ``default`` first."""
+        return tuple(sorted(self.specs(), key=lambda n: (n != "default", n)))
+
+    def key(self) -> str | None:
+        """The API key: ``--api-key``, else ``$AGENTSEARCH_API_KEY``, else ``$OPENAI_API_KEY``."""
+        return self.api_key or os.environ.get("AGENTSEARCH_API_KEY") or os.environ.get("OPENAI_API_KEY")
+
+    def model_set(
+        self,
+        run_dir: Path,
+        *,
+        cache: bool,
+        announce: Callable[[str], None] = lambda msg: None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ModelSet:
+        """The :class:`ModelSet` (a context manager: launched servers stop on exit)."""
+        return ModelSet(
+            self.specs(),
+            run_dir=run_dir,
+            cache=cache,
+            timeout=self.timeout,
+            api_key=self.key(),
+            announce=announce,
+            progress=progress,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """What a study stores to reproduce its models (paths absolute, no key)."""
+        return {
+            "model": self.model,
+            "api_base": list(self.api_base),
+            "config": str(self.config.resolve()) if self.config is not None else None,
+            "local_model": self.local_model,
+            "local_model_size": self.local_model_size,
+        }
+
+    @classmethod
+    def from_public(cls, flags: Mapping[str, Any]) -> ModelFlags:
+        return cls(
+            model=str(flags.get("model") or "local"),
+            api_base=tuple(str(u) for u in flags.get("api_base") or ()),
+            config=Path(flags["config"]) if flags.get("config") else None,
+            local_model=flags.get("local_model"),
+            local_model_size=flags.get("local_model_size"),
+        )
+
+    def argv(self) -> list[str]:
+        """The command-line flags that choose these models again (never a key: keys come from the environment)."""
+        if self.config is not None:
+            return ["--config", str(self.config), *(a for u in self.api_base for a in ("--api-base", u))]
+        out = ["--model", self.model]
+        if self.model == "local":
+            if self.local_model:
+                out += ["--local-model", str(self.local_model)]
+            if self.local_model_size:
+                out += ["--local-model-size", str(self.local_model_size)]
+        for url in self.api_base:
+            out += ["--api-base", url]
+        return out
