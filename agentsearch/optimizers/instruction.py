@@ -205,5 +205,3 @@ class InstructionProposer(ProposingOptimizer):
             params, user_attrs={"origin": "proposer:instruction", "proposal": proposal}, skip_if_exists=False
         )
         log.info("proposed instruction %d for %s: %s", position, node_id, text[:120])
-
-
