@@ -99,6 +99,7 @@ def with_model_flags(func: Any) -> Any:
     import inspect
 
     signature = inspect.signature(func)  # annotations are strings here (from __future__ import annotations)
+
     def resolve(annotation: Any) -> Any:  # what typing.get_type_hints does, for our own annotations only
         return eval(annotation, func.__globals__) if isinstance(annotation, str) else annotation
 
