@@ -603,4 +603,50 @@ def test_limits_are_validated() -> None:
 
 def test_disable_names_only_known_mechanisms() -> None:
     with pytest.raises(ValueError, match="unknown mechanism"):
-        run_python("print(1)", disable=frozenset({"seccomp"}))
+        run_python("print(1)", disable=frozenset({"apparmor"}))
+
+
+def _unix_listener(tmp_path_factory: pytest.TempPathFactory) -> tuple[socket.socket, str]:
+    """A world-connectable pathname unix socket, as a local database or daemon would have."""
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(prefix="as-unix-", dir="/tmp"), "s.sock")
+    os.chmod(os.path.dirname(path), 0o755)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(5)
+    server.settimeout(0.5)
+    return server, path
+
+
+@pytest.mark.parametrize("disable", [frozenset(), BARE])
+def test_pathname_unix_sockets_are_unreachable(disable: frozenset[str], probe: SandboxResult, tmp_path_factory) -> None:
+    if not has(probe, "seccomp"):
+        pytest.skip("no seccomp filter on this machine (see SandboxResult.isolation)")
+    server, path = _unix_listener(tmp_path_factory)
+    code = (
+        "import socket\ntry:\n    s = socket.socket(socket.AF_UNIX)\n    s.connect(" + repr(path) + ")\n"
+        "    print('CONNECTED')\nexcept OSError as exc:\n    print('refused', exc.errno)\n"
+    )
+    try:
+        result = run_python(code, disable=disable)
+        with pytest.raises(TimeoutError):
+            server.accept()
+    finally:
+        server.close()
+    assert "CONNECTED" not in result.stdout, result
+    assert "refused" in result.stdout or "PermissionError" in result.stdout, result
+
+
+def test_without_the_filter_the_socket_is_reachable(probe: SandboxResult, tmp_path_factory) -> None:
+    """What the filter closes: the same code connects when seccomp is switched off (so the test above can fail)."""
+    if not has(probe, "seccomp") or not has(probe, "uid"):
+        pytest.skip("needs the seccomp filter and a dedicated uid (root) to show the difference")
+    server, path = _unix_listener(tmp_path_factory)
+    code = "import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect(" + repr(path) + ")\nprint('CONNECTED')\n"
+    try:
+        result = run_python(code, disable=frozenset({"seccomp"}))
+    finally:
+        server.close()
+    assert "CONNECTED" in result.stdout, result

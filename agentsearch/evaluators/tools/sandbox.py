@@ -35,6 +35,11 @@ Each mechanism is applied when the machine supports it, and the result says whic
     credential files; no TCP (ABI >= 4); no signals to or abstract-socket connections with
     processes outside the sandbox (ABI >= 6).  Landlock also forbids ptrace-style access to other
     processes (``/proc/<parent>/environ``).
+``seccomp:no-unix-sockets``
+    A seccomp filter (x86_64, aarch64) makes ``socket(AF_UNIX, ...)`` fail with ``EACCES``: the
+    network namespace and Landlock do not cover ``connect()`` to a pathname unix socket (a database's
+    ``/tmp/.s.PGSQL.5432``, ``/run/docker.sock``), so without it sandboxed code could talk to local
+    servers. ``socketpair`` (unnamed, connected to nothing) is still allowed.
 ``uid:<n>``
     When we are root, the child drops to a dedicated unprivileged uid/gid (unique per concurrent
     call, in a high unused range) and loses every capability, so ``RLIMIT_NPROC`` is really
@@ -386,6 +391,41 @@ def _sandbox_child() -> None:  # pragma: no cover - runs in the child interprete
             os.close(ruleset)
             applied.append(f"landlock:{abi}")
 
+        # ---- seccomp: no unix sockets (neither the network namespace nor Landlock covers connect() on a
+        # pathname socket such as /tmp/.s.PGSQL.5432 or /run/docker.sock) ----------------------------------
+        import platform
+
+        arch = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}.get(platform.machine())
+        if arch is not None and "seccomp" not in disabled:
+
+            class SockFilter(ctypes.Structure):
+                _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                            ("k", ctypes.c_uint32)]  # fmt: skip
+
+            class SockFprog(ctypes.Structure):
+                _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+            LD_ABS, JEQ, RET = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
+            ALLOW, DENY = 0x7FFF0000, 0x00050000 | 13  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EACCES
+            audit_arch, nr_socket = arch
+            program = [
+                (LD_ABS, 0, 0, 4),  # seccomp_data.arch
+                (JEQ, 0, 6, audit_arch),  # another ABI: allow (it has no socket() at this number)
+                (LD_ABS, 0, 0, 0),  # seccomp_data.nr
+                (JEQ, 1, 0, nr_socket),
+                (JEQ, 0, 3, nr_socket | 0x40000000),  # the x32 ABI's socket()
+                (LD_ABS, 0, 0, 16),  # seccomp_data.args[0] (low half): the address family
+                (JEQ, 0, 1, 1),  # AF_UNIX
+                (RET, 0, 0, DENY),
+                (RET, 0, 0, ALLOW),
+            ]
+            filters = (SockFilter * len(program))(*[SockFilter(*insn) for insn in program])
+            fprog = SockFprog(len(program), filters)
+            libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+            if libc.prctl(22, 2, ctypes.addressof(fprog), 0, 0) == 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+                applied.append("seccomp:no-unix-sockets")  # (a kernel without seccomp: not in isolation)
+            libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+
     # ---- drop privileges ----------------------------------------------------------------------------
     if uid >= 0:
         try:
@@ -504,7 +544,7 @@ _uids_in_use: set[int] = set()
 
 _SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: Isolation mechanisms a caller may switch off to reproduce a machine without them (``run_python(disable=)``).
-MECHANISMS = frozenset({"netns", "landlock"})
+MECHANISMS = frozenset({"netns", "landlock", "seccomp"})
 _NOFILE = 128
 _POST_EXIT_GRACE_S = 1.0
 _CPU_MARKER = b"CPUTimeLimitExceeded: CPU time limit of "
