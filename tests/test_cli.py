@@ -533,3 +533,49 @@ def test_the_entry_point_handles_bugs_and_ctrl_c(exc, tmp_path, monkeypatch, cap
     assert code == 1 and len(lines) == 1 and "unexpected ZeroDivisionError: division by zero" in lines[0]
     (log,) = (tmp_path / "logs").iterdir()
     assert str(log) in lines[0] and "Traceback" in log.read_text() and "boom" in log.read_text()
+
+
+def test_a_dead_endpoint_stops_the_study_fast_and_resume_is_exact(tmp_path, data_file):
+    """The server dies mid-study: the endpoint's breaker opens after a few failed calls, the running and next
+    trials FAIL (queued again, never scored) and the study stops with one line well within 30 s."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "agentsearch.testing.fake_server", "--port", "0", "--latency", "0.05",
+         "--answers", str(data_file)],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = server.stdout.readline().split()[1]
+    args = [
+        sys.executable, "main.py", "optimize", "--benchmark", "jsonl", "--data", str(data_file),
+        "--model", "fake-model", "--api-base", url, "--val-size", "16", "--test-size", "8", "--min-batch", "4",
+        "--concurrency", "4", "--run-dir", str(tmp_path), "--study", "dies", "--trials", "30", "--parallel", "2",
+        "--no-tracking", "--formats", "text",
+    ]  # fmt: skip
+    victim = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(0.3)
+            try:
+                trials = optuna.load_study(study_name="dies", storage=storage).get_trials(deepcopy=False)
+            except Exception:  # noqa: BLE001 - not created yet
+                continue
+            if sum(t.state.is_finished() for t in trials) >= 3:
+                break
+        server.kill()
+        killed_at = time.time()
+        _, stderr = victim.communicate(timeout=120)
+        elapsed = time.time() - killed_at
+    finally:
+        server.kill()
+        victim.kill()
+    assert victim.returncode == 2, stderr
+    assert elapsed < 30, elapsed
+    last = stderr.strip().splitlines()[-1]
+    assert "study 'dies' stopped" in last and "resume with --study dies" in last, last
+    assert "Traceback" not in stderr
+    failed = [t for t in optuna.load_study(study_name="dies", storage=storage).get_trials()
+              if t.state == optuna.trial.TrialState.FAIL]  # fmt: skip
+    assert failed and all(t.value is None for t in failed)

@@ -4,8 +4,9 @@ Each example runs in its own thread with its own usage meter. A failure on one e
 crashes the evaluation; it is recorded on the example (``error``, ``error_kind``):
 
 - ``endpoint``: the LM endpoint failed (connection, timeout, 5xx, rate limit, auth) even after the
-  LM client's retries; the example is retried, then recorded. A score built on such examples is not
-  trustworthy: the search loop fails the trial instead of scoring it.
+  LM client's retries (the one retry layer; the example is not run again), or its circuit breaker is
+  open. A score built on such examples is not trustworthy: the search loop fails the trial instead of
+  scoring it.
 - ``model``: the model's output could not be used (unparseable output, context window exceeded).
   That is the agent's fault, so the example counts as answered wrongly (``no_answer``); it is not retried.
 
@@ -221,6 +222,8 @@ class Evaluator:
                     record.error_kind = error_kind(exc)
                     if record.error_kind == "model":
                         break  # the agent's own failure: the example is simply wrong
+                    if record.error_kind == "endpoint":
+                        break  # the LM client retried the call already (one retry layer); a dead endpoint fails fast
                     log.warning("example %s attempt %d failed: %s", example.id, attempt + 1, record.error)
                     if attempt < self.retries:
                         time.sleep(self.retry_backoff_s * (2**attempt))

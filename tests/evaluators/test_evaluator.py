@@ -42,8 +42,12 @@ def test_concurrency_is_bounded(fake_server):
 
 def test_endpoint_failure_is_retried_then_recorded_never_raised(fake_server):
     fake_server.fail_next(1, status=500)
-    result = _run(fake_server, concurrency=1)
-    assert result.n_errors == 0 and result.records[0].attempts == 2  # retried, then fine
+    result = _run(fake_server, concurrency=1, num_retries=1)
+    assert result.n_errors == 0 and result.records[0].attempts == 1  # the LM client retried the call: fine
+
+    fake_server.fail_next(1, status=500)
+    result = _run(fake_server, concurrency=1)  # no client retries: recorded, the example is not run again
+    assert result.n_endpoint_errors == 1 and result.records[0].attempts == 1
 
     fake_server.set_failure_rate(1.0, status=503)
     result = _run(fake_server)

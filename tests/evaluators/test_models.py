@@ -210,3 +210,28 @@ def test_model_flags_round_trip_and_aliases(tmp_path):
     assert ModelFlags.from_public(with_config.public()).config == Path(str(cfg.resolve()))
     with pytest.raises(UserError, match="--api-base"):
         ModelFlags(model="gpt-x").specs()
+
+
+def test_the_breaker_opens_after_failures_in_a_row_and_closes_on_success(fake_server):
+    import time
+
+    from agentsearch.evaluators.llm.lm import Endpoint, EndpointDown, EndpointGate
+
+    gate = EndpointGate(4, threshold=3, cooldown_s=0.5, name=fake_server.url)
+    lm = build_lm(Endpoint(model=fake_server.model, api_base=fake_server.url), cache=False, num_retries=0,
+                  gates={fake_server.url: gate})  # fmt: skip
+    fake_server.set_failure_rate(1.0, status=503)
+    for _ in range(3):
+        with pytest.raises(Exception, match="503|Server|LM"):
+            lm("hi")
+    sent = fake_server.n_requests
+    with pytest.raises(EndpointDown, match="3 calls in a row failed"):
+        lm("hi")
+    assert fake_server.n_requests == sent and gate.opened == 1  # refused without calling the server
+    fake_server.set_failure_rate(0.0)
+    time.sleep(0.6)  # the cool-down: one call is let through, and its success closes the breaker
+    assert lm("hi") and not gate.is_open and gate.failures_in_a_row == 0
+
+    from agentsearch.evaluators.evaluator import error_kind
+
+    assert error_kind(EndpointDown("x")) == "endpoint"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+from dspy.utils.exceptions import LMError
 from dspy.utils.usage_tracker import UsageTracker
 
 from agentsearch.errors import EndpointError
@@ -180,22 +181,64 @@ def _recall_usage(lm: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tup
     return int(got.get("prompt_tokens") or 0), int(got.get("completion_tokens") or 0)
 
 
+class EndpointDown(LMError):
+    """The endpoint's circuit breaker is open: it failed ``threshold`` calls in a row (after the LM client's
+    retries), so calls fail at once instead of waiting on a dead server. Recorded as an endpoint error."""
+
+
 class EndpointGate:
-    """At most ``limit`` requests in flight to one endpoint, shared by every LM calling that base URL.
+    """At most ``limit`` requests in flight to one endpoint, shared by every LM calling that base URL, and
+    the endpoint's circuit breaker.
 
     Held around one LM call only (a leaf: no call waits for another gate while holding one, so gates
     cannot deadlock). Waiting for a slot does not count against the call's timeout. A call answered
     from DSPy's cache passes through too, holding its slot for microseconds.
+
+    Breaker: ``threshold`` calls in a row that fail on the endpoint (connection, timeout, 5xx, rate limit,
+    auth; after the client's own retries) open it for ``cooldown_s``: calls then raise :class:`EndpointDown`
+    at once, so a study whose server died stops in seconds (its trials FAIL and are queued again, never
+    scored). After the cool-down one call is let through; its success closes the breaker.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, *, threshold: int = 3, cooldown_s: float = 30.0, name: str = "") -> None:
         if limit < 1:
             raise ValueError(f"an endpoint gate needs at least one slot, got {limit}")
         self.limit = limit
+        self.threshold, self.cooldown_s, self.name = threshold, cooldown_s, name
         self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
         self.in_flight = 0
         self.peak = 0  # the most requests that were ever in flight at once
+        self.failures_in_a_row = 0
+        self.opened = 0  # times the breaker opened
+        self.last_error = ""
+        self._open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self.failures_in_a_row >= self.threshold and time.monotonic() < self._open_until
+
+    def check(self) -> None:
+        """Raise :class:`EndpointDown` while the breaker is open."""
+        if self.is_open:
+            raise EndpointDown(
+                f"endpoint {self.name or '?'} is down: {self.failures_in_a_row} calls in a row failed "
+                f"(last: {self.last_error}); not calling it for {self.cooldown_s:.0f}s"
+            )
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failures_in_a_row = 0
+
+    def failed(self, exc: BaseException) -> None:
+        """A call failed on the endpoint (after the client's retries)."""
+        with self._lock:
+            self.failures_in_a_row += 1
+            self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+            if self.failures_in_a_row >= self.threshold:
+                if time.monotonic() >= self._open_until:
+                    self.opened += 1
+                self._open_until = time.monotonic() + self.cooldown_s
 
     def __enter__(self) -> EndpointGate:
         self._slots.acquire()
@@ -220,21 +263,52 @@ class EndpointGate:
     def __deepcopy__(self, memo: dict[int, Any]) -> EndpointGate:
         return self
 
-    def __reduce__(self) -> tuple[Any, tuple[int]]:
-        return (EndpointGate, (self.limit,))
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_new_gate, (self.limit, self.threshold, self.cooldown_s, self.name))
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in a slot, through the breaker."""
+        self.check()
+        with self:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                if is_endpoint_failure(exc):
+                    self.failed(exc)
+                raise
+        self.succeeded()
+        return result
+
+
+def _new_gate(limit: int, threshold: int, cooldown_s: float, name: str) -> EndpointGate:
+    return EndpointGate(limit, threshold=threshold, cooldown_s=cooldown_s, name=name)
+
+
+def is_endpoint_failure(exc: BaseException) -> bool:
+    """Whether a failed call says the endpoint is unwell (not that the request or the output was bad)."""
+    from dspy.utils.exceptions import (
+        LMAuthError,
+        LMInvalidRequestError,
+        LMTransportError,
+        LMUnexpectedError,
+        is_retryable_lm_error,
+    )
+
+    if isinstance(exc, LMInvalidRequestError | EndpointDown):
+        return False
+    return is_retryable_lm_error(exc) or isinstance(exc, LMAuthError | LMTransportError | LMUnexpectedError)
 
 
 class GatedMixin:
-    """Mix in before :class:`MeteringMixin`: each call waits for a slot of ``gate`` (None: no limit), so
-    metering measures the call, not the wait."""
+    """Mix in before :class:`MeteringMixin`: each call waits for a slot of ``gate`` (None: no limit) and goes
+    through its breaker, so metering measures the call, not the wait."""
 
     gate: EndpointGate | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.gate is None:
             return super().__call__(*args, **kwargs)  # type: ignore[misc]
-        with self.gate:
-            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+        return self.gate.call(super().__call__, *args, **kwargs)  # type: ignore[misc]
 
 
 class MeteredLM(GatedMixin, MeteringMixin, dspy.LM):

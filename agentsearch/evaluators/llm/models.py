@@ -165,10 +165,9 @@ class ModelSet:
 
     def _gate(self, api_base: str, limit: int) -> None:
         key = api_base.rstrip("/")
-        if key not in self.gates:
-            self.gates[key] = EndpointGate(limit)
-        else:  # two aliases on one URL: the stricter limit holds
-            self.gates[key] = EndpointGate(min(limit, self.gates[key].limit))
+        if key in self.gates:  # two aliases on one URL: the stricter limit holds
+            limit = min(limit, self.gates[key].limit)
+        self.gates[key] = EndpointGate(limit, name=key)
 
     def __enter__(self) -> ModelSet:
         try:

@@ -21,6 +21,7 @@ from dspy.utils.exceptions import is_retryable_lm_error
 from agentsearch.evaluators.llm.lm import (
     DEFAULT_TIMEOUT_S,
     Endpoint,
+    EndpointDown,
     EndpointGate,
     MeteredLM,
     MeteringMixin,
@@ -45,7 +46,7 @@ class Member:
         return self.gate is not None and self.gate.full
 
     def healthy(self, now: float) -> bool:
-        return now >= self.unhealthy_until
+        return now >= self.unhealthy_until and not (self.gate is not None and self.gate.is_open)
 
 
 class _PoolRouter(dspy.LM):
@@ -77,11 +78,10 @@ class _PoolRouter(dspy.LM):
             try:
                 if member.gate is None:
                     return member.lm(*args, **kwargs)
-                with member.gate:
-                    return member.lm(*args, **kwargs)
+                return member.gate.call(member.lm, *args, **kwargs)
             except Exception as exc:
                 last = exc
-                if not is_retryable_lm_error(exc):
+                if not (is_retryable_lm_error(exc) or isinstance(exc, EndpointDown)):
                     raise
                 with self._pool_lock:
                     member.failures += 1
