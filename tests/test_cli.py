@@ -581,3 +581,103 @@ def test_a_dead_endpoint_stops_the_study_fast(tmp_path, data_file):
     assert failed and all(t.value is None for t in failed)  # never scored
     queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
     assert queued and all(t.user_attrs["origin"].endswith(":retry") for t in queued)  # redone on resume
+
+
+@pytest.fixture
+def postgres_url(tmp_path_factory):
+    """A throwaway PostgreSQL server (Debian's postgresql package), run as the postgres user; skipped with the
+    reason where that is not possible."""
+    import shutil
+    import socket as socket_mod
+
+    initdb = shutil.which("initdb") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), None)
+    if initdb is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="psycopg 3 is not installed (pip install 'agentsearch[postgres]')")
+    bindir = Path(initdb).resolve().parent
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL as")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="agentsearch-pg-"))  # pytest's tmp dirs are private to root
+    os.chmod(base, 0o777)
+    data = base / "data"
+    with socket_mod.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "agentsearch"],
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+         f"-p {port} -h 127.0.0.1 -k {base}", "start"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    try:
+        yield f"postgresql://agentsearch@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_workers_share_one_study_exactly(tmp_path, data_file, backend, request):
+    """4 optimize processes on one --study and --storage (a journal file; a PostgreSQL server): the study
+    ends with exactly --trials counted trials, no configuration evaluated twice, and no worker crashed."""
+    workers = 4
+    server = subprocess.Popen(
+        [sys.executable, "-m", "agentsearch.testing.fake_server", "--port", "0", "--latency", "0.01",
+         "--answers", str(data_file)],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = server.stdout.readline().split()[1]
+    journal = tmp_path / "study.journal"
+    storage_flag = str(journal) if backend == "journal" else request.getfixturevalue("postgres_url")
+    args = [
+        sys.executable, "main.py", "optimize", "--benchmark", "jsonl", "--data", str(data_file),
+        "--model", "fake-model", "--api-base", url, "--val-size", "12", "--test-size", "8", "--min-batch", "4",
+        "--concurrency", "4", "--study", "shared", "--storage", storage_flag, "--trials", "14",
+        "--parallel", "2", "--no-tracking", "--formats", "text", "--json",
+    ]  # fmt: skip
+    try:
+        procs = [
+            subprocess.Popen(
+                [*args, "--run-dir", str(tmp_path / f"w{i}")], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            for i in range(workers)
+        ]
+        outputs = [p.communicate(timeout=600) for p in procs]
+    finally:
+        server.kill()
+    for proc, (_, stderr) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, stderr[-2000:]
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    if backend == "journal":
+        storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    else:
+        storage = optuna.storages.RDBStorage("postgresql+psycopg://" + storage_flag.split("://", 1)[1])
+    trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+    counted = [
+        t
+        for t in trials
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        and not t.user_attrs.get("reason", "").startswith(OVER_BUDGET)
+    ]
+    assert len(counted) == 14, [(t.number, t.state, t.user_attrs.get("reason")) for t in trials]
+    evaluated = [t.user_attrs["config_hash"] for t in counted if "duplicate" not in t.user_attrs.get("reason", "")]
+    assert len(evaluated) == len(set(evaluated))
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    baselines = [t.user_attrs["origin"] for t in trials if t.user_attrs.get("origin", "").startswith("baseline:")]
+    assert sorted(baselines) == sorted(set(baselines))  # enqueued once, by the worker that created the study

@@ -142,6 +142,23 @@ class Optimizer(ABC):
         """Evaluate ``candidate`` again later (it failed on endpoint errors or was interrupted). Default:
         not retried."""
 
+    def taken_before(self, number: int) -> int:
+        """Trials counting toward ``--trials`` that come before trial ``number``: finished ones, and those
+        other workers run with a lower number (one consistent read of the study)."""
+        return self.n_finished() + self.running_elsewhere(before=number)
+
+    def complete_metrics(self, config_hash: str) -> dict[str, float] | None:
+        """The metrics of a complete trial of this exact design, if the study has one."""
+        for t in self.trials():
+            if t.state == "COMPLETE" and t.graph is not None and t.graph.config_hash == config_hash and t.metrics:
+                return dict(t.metrics)
+        return None
+
+    def running_elsewhere(self, before: int | None = None) -> int:
+        """Trials of this study other workers are running now (numbered below ``before``, if given).
+        Default: none (one process per study)."""
+        return 0
+
     def attrs(self) -> dict[str, Any]:
         """The study's attributes (MLflow run id, selection, test results, ...): a copy."""
         return dict(self.__dict__.get("_attrs", {}))

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import socket
+import threading
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +22,7 @@ import optuna
 
 from agentsearch.defaults import MIN_BATCH
 from agentsearch.errors import UserError
-from agentsearch.optimizers.base import OBJECTIVES, Candidate, FinishedTrial, Optimizer, TrialResult
+from agentsearch.optimizers.base import OBJECTIVES, OVER_BUDGET, Candidate, FinishedTrial, Optimizer, TrialResult
 from agentsearch.optimizers.registry import PRUNERS, SAMPLERS
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.space import SearchSpace
@@ -26,6 +30,11 @@ from agentsearch.search_space.space import SearchSpace
 log = logging.getLogger(__name__)
 
 
+_COMPLETE, _PRUNED, _RUNNING = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.PRUNED,
+    optuna.trial.TrialState.RUNNING,
+)
 _STATE = {
     optuna.trial.TrialState.COMPLETE: "COMPLETE",
     optuna.trial.TrialState.PRUNED: "PRUNED",
@@ -97,7 +106,21 @@ def open_storage(storage: str | None, run_dir: Path) -> optuna.storages.BaseStor
         kwargs: dict[str, Any] = {}
         if storage.startswith("sqlite"):
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        return optuna.storages.RDBStorage(storage, **kwargs)
+        url = storage
+        if url.startswith(("postgresql://", "postgres://")):  # SQLAlchemy's default driver is psycopg2: use psycopg 3
+            if importlib.util.find_spec("psycopg") is None:
+                raise UserError(
+                    f"--storage {storage}: PostgreSQL needs psycopg 3 (pip install 'agentsearch[postgres]')"
+                )
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        for attempt in range(5):  # workers started together race to create the schema: the losers retry
+            try:
+                return optuna.storages.RDBStorage(url, **kwargs)
+            except Exception:  # noqa: BLE001 - retried, then reported below as a bad --storage
+                if attempt == 4:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
+        raise UserError(f"--storage {storage}: cannot open")
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure to open storage is a bad --storage value
@@ -141,21 +164,30 @@ class OptunaOptimizer(Optimizer):
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"--storage: cannot read studies ({str(exc).splitlines()[0]})") from None
         resumed = study_name in existing
+        if not resumed:
+            try:
+                self.study = optuna.create_study(
+                    study_name=study_name,
+                    storage=storage,
+                    sampler=sampler_obj,
+                    pruner=pruner_obj,
+                    directions=[OBJECTIVES[o] for o in self.objectives],
+                )
+                self.study.set_user_attr("agentsearch.config", config)
+            except optuna.exceptions.DuplicatedStudyError:  # another worker created it just now
+                resumed = True
         if resumed:
             self.study = optuna.load_study(
                 study_name=study_name, storage=storage, sampler=sampler_obj, pruner=pruner_obj
             )
             self._check_resume(study_name, config)
-        else:
-            self.study = optuna.create_study(
-                study_name=study_name,
-                storage=storage,
-                sampler=sampler_obj,
-                pruner=pruner_obj,
-                directions=[OBJECTIVES[o] for o in self.objectives],
-            )
-            self.study.set_user_attr("agentsearch.config", config)
         self.resumed = resumed
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self._in_flight: dict[int, optuna.Trial] = {}
+        self._in_flight_lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._reseeded = False
         self._requeue_interrupted()
         if not resumed:
             for bname, graph in (baselines or {}).items():
@@ -165,6 +197,10 @@ class OptunaOptimizer(Optimizer):
 
     def _check_resume(self, study_name: str, config: Mapping[str, Any]) -> None:
         stored = self.study.user_attrs.get("agentsearch.config", {})
+        deadline = time.monotonic() + 15.0
+        while not stored and time.monotonic() < deadline:  # another worker is creating the study right now
+            time.sleep(0.2)
+            stored = self.study.user_attrs.get("agentsearch.config", {})
         for key in sorted(set(stored) | set(config)):
             if key in ("trials", "parallel", "concurrency", "sampler", "pruner", "optimizer", "prompt_optimizer"):
                 continue  # may change between sessions of one study
@@ -174,11 +210,43 @@ class OptunaOptimizer(Optimizer):
                     f"({stored.get(key)!r} != {config.get(key)!r}); use another --study name"
                 )
 
+    def _interrupted(self, trial: optuna.trial.FrozenTrial) -> bool:
+        """Whether a RUNNING trial's worker is gone: a process of this machine that no longer exists, or a
+        worker elsewhere whose heartbeat is older than :attr:`GRACE_S` (several workers may share a study)."""
+        worker = str(trial.user_attrs.get("worker") or "")
+        host, _, pid = worker.rpartition(":")
+        if not worker or not pid.isdigit():
+            return True  # a study from before workers were recorded: one process at a time
+        if host == socket.gethostname():
+            if int(pid) == os.getpid():
+                return True
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False  # alive, another user's
+            return False
+        beat = float(trial.user_attrs.get("heartbeat") or 0.0)
+        return time.time() - beat > self.GRACE_S
+
+    #: Seconds between heartbeats of a running trial, and after which a silent worker elsewhere is presumed dead.
+    HEARTBEAT_S = 20.0
+    GRACE_S = 120.0
+
     def _requeue_interrupted(self) -> None:
-        """Trials left RUNNING by a crashed process are failed (reason: interrupted) and queued again."""
+        """Trials left RUNNING by a worker that is gone are failed (reason: interrupted) and queued again;
+        trials other live workers run are left alone."""
         for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            optuna.Trial(self.study, t._trial_id).set_user_attr("reason", "interrupted (process stopped); re-queued")
-            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            if not self._interrupted(t):
+                continue
+            try:
+                reason = "interrupted (its worker stopped); re-queued"
+                optuna.Trial(self.study, t._trial_id).set_user_attr("reason", reason)
+                self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            except (ValueError, RuntimeError) as exc:  # another worker recovered it first
+                log.debug("trial %d: not recovered here (%s)", t.number, exc)
+                continue
             text = t.user_attrs.get("graph") or t.user_attrs.get("fixed_graph")
             origin = t.user_attrs.get("origin") or self.sampler_name
             if text:
@@ -234,6 +302,10 @@ class OptunaOptimizer(Optimizer):
         return self.space.sample(trial), self.sampler_name
 
     def ask(self) -> Candidate:
+        if not self._reseeded and self.running_elsewhere() > 0:
+            # workers sharing a study must not draw the same sequence (Optuna does the same for n_jobs > 1)
+            self.study.sampler.reseed_rng()
+            self._reseeded = True
         trial = self.study.ask()
         queued = trial.user_attrs.get("origin")  # a baseline, retry or proposal: its graph or its params
         fixed = trial.user_attrs.get("fixed_graph")
@@ -245,6 +317,7 @@ class OptunaOptimizer(Optimizer):
             graph, origin = self._sample(trial)
         name = trial.user_attrs.get("graph_name") or f"trial-{trial.number}"
         graph = graph.model_copy(update={"name": name})
+        self._started(trial)
         trial.set_user_attr("origin", origin)
         trial.set_user_attr("graph", graph.to_yaml())
         trial.set_user_attr("config_hash", graph.config_hash)
@@ -260,7 +333,56 @@ class OptunaOptimizer(Optimizer):
         trial.report(value, step)
         return (not candidate.is_yardstick) and trial.should_prune()
 
+    # -- workers: who runs a trial, and that it is still alive ----------------------------------------------
+
+    def _started(self, trial: optuna.Trial) -> None:
+        trial.set_user_attr("worker", self.worker)
+        trial.set_user_attr("heartbeat", time.time())
+        with self._in_flight_lock:
+            self._in_flight[trial.number] = trial
+            if self._heartbeat is None:
+                self._heartbeat = threading.Thread(target=self._beat, name="agentsearch-heartbeat", daemon=True)
+                self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.HEARTBEAT_S):
+            with self._in_flight_lock:
+                running = list(self._in_flight.values())
+            for trial in running:
+                try:
+                    trial.set_user_attr("heartbeat", time.time())
+                except Exception as exc:  # noqa: BLE001 - finished meanwhile, or storage hiccup: next beat
+                    log.debug("heartbeat of trial %d: %s", trial.number, exc)
+
+    def taken_before(self, number: int) -> int:
+        taken = 0
+        for t in self.study.get_trials(deepcopy=False, states=(_COMPLETE, _PRUNED, _RUNNING)):
+            if t.state == _RUNNING:
+                taken += t.number < number and t.user_attrs.get("worker") not in (None, self.worker)
+            else:
+                taken += t.state == _COMPLETE or not str(t.user_attrs.get("reason") or "").startswith(OVER_BUDGET)
+        return taken
+
+    def complete_metrics(self, config_hash: str) -> dict[str, float] | None:
+        for t in self.study.get_trials(deepcopy=False, states=(_COMPLETE,)):
+            if t.user_attrs.get("config_hash") == config_hash and t.user_attrs.get("metrics"):
+                return {k: float(v) for k, v in t.user_attrs["metrics"].items()}
+        return None
+
+    def running_elsewhere(self, before: int | None = None) -> int:
+        """Trials other workers are running on this study now (they count toward ``--trials``)."""
+        running = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        return sum(
+            t.user_attrs.get("worker") not in (None, self.worker) and (before is None or t.number < before)
+            for t in running
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
+        with self._in_flight_lock:
+            self._in_flight.pop(candidate.number, None)
         trial: optuna.Trial = candidate.handle
         trial.set_user_attr("graph", candidate.graph.to_yaml())  # as evaluated (e.g. with built insights)
         trial.set_user_attr("config_hash", candidate.graph.config_hash)
@@ -290,6 +412,14 @@ class OptunaOptimizer(Optimizer):
 
     def best(self) -> list[FinishedTrial]:
         return study_best(self.study)
+
+    def n_finished(self) -> int:
+        """As :meth:`Optimizer.n_finished`, from trial states and reasons (no graph is parsed): the loop asks
+        before every trial, and the study may hold thousands."""
+        count = 0
+        for t in self.study.get_trials(deepcopy=False, states=(_COMPLETE, _PRUNED)):
+            count += t.state == _COMPLETE or not str(t.user_attrs.get("reason") or "").startswith(OVER_BUDGET)
+        return count
 
     def n_waiting(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))

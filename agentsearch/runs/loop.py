@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,6 +49,10 @@ class LoopObserver(Protocol):
     def trial_started(self, candidate: Candidate) -> None: ...
     def example_done(self, candidate: Candidate, record: ExampleRecord) -> None: ...
     def trial_finished(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None: ...
+
+
+#: The reason of a trial closed unrun because other workers had taken the study's last trials.
+SURPLUS = "not run: the study's --trials were taken by other workers"
 
 
 class StudyStopped(Exception):
@@ -119,9 +123,13 @@ class SearchLoop:
         self.prepare = prepare
         self.stats = LoopStats()
         self._cancel = threading.Event()
-        self._known: dict[str, dict[str, float]] = {
+        self._known: dict[str, dict[str, float]] = self._finished_metrics()
+
+    def _finished_metrics(self) -> dict[str, dict[str, float]]:
+        """Metrics of the study's complete trials by config hash (read from the study: other workers' too)."""
+        return {
             t.graph.config_hash: t.metrics
-            for t in optimizer.trials()
+            for t in self.optimizer.trials()
             if t.state == "COMPLETE" and t.graph is not None and t.metrics
         }
 
@@ -150,6 +158,8 @@ class SearchLoop:
         if candidate.info.get("prompt_optimizer_error"):
             prep["prompt_optimizer_failed"] = 1.0
         known = self._known.get(graph.config_hash)
+        if known is None:  # another worker sharing the study may have evaluated it meanwhile
+            known = self.optimizer.complete_metrics(graph.config_hash)
         if known is not None:  # the score is reused; this trial itself cost nothing (beyond its preparation)
             metrics = {**known, "calls": prep.get("prepare_calls", 0.0), "tokens": prep.get("prepare_tokens", 0.0)}
             return TrialResult("COMPLETE", metrics, reason="duplicate config: result reused"), []
@@ -199,19 +209,37 @@ class SearchLoop:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def _remaining(self, in_flight: Mapping[Future, Candidate]) -> int:
+        """Trials still to finish for ``n_trials``, counted in the study itself: several workers may share it
+        (their running trials count, so the study's total is ``n_trials``, not each worker's)."""
+        return self.n_trials - self.optimizer.n_finished() - self.optimizer.running_elsewhere() - len(in_flight)
+
+    def _surplus(self, candidate: Candidate, in_flight: Mapping[Future, Candidate]) -> bool:
+        """Workers sharing a study may ask for the last trial at once: trial numbers decide, the lower ones
+        run, a surplus one is closed unrun (FAIL, reason SURPLUS, not queued again)."""
+        if self.optimizer.taken_before(candidate.number) + len(in_flight) < self.n_trials:
+            return False
+        self.optimizer.tell(candidate, TrialResult("FAIL", {}, reason=SURPLUS))
+        return True
+
     def run(self) -> LoopStats:
         start = time.perf_counter()
-        remaining = self.n_trials - self.optimizer.n_finished()
         consecutive_failures = 0
         consecutive_rejected = 0
         in_flight: dict[Future, Candidate] = {}
         pool = ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="agentsearch-trial")
         try:
-            while (remaining > 0 and not self.budget_spent()) or in_flight:
+            while (self._remaining(in_flight) > 0 and not self.budget_spent()) or in_flight:
                 # a spent call budget: finish what runs, ask nothing new
-                while remaining - len(in_flight) > 0 and len(in_flight) < self.parallel and not self.budget_spent():
+                while (
+                    len(in_flight) < self.parallel and not self.budget_spent() and self._remaining(in_flight) > 0
+                ):
                     candidate = self.optimizer.ask()
+                    if self._surplus(candidate, in_flight):
+                        break
                     in_flight[pool.submit(self._guarded, candidate)] = candidate
+                if not in_flight:
+                    break
                 done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 for future in done:
                     candidate = in_flight.pop(future)
@@ -232,7 +260,6 @@ class SearchLoop:
                             raise StudyStopped(self.stats.stopped_reason)
                     else:
                         consecutive_failures = consecutive_rejected = 0
-                        remaining -= 1
                 if consecutive_failures >= self.max_consecutive_failures:
                     self.stats.stopped_reason = (
                         f"{consecutive_failures} trials failed in a row (last: {result.reason}); "
@@ -241,7 +268,7 @@ class SearchLoop:
                     self._cancel.set()
                     self._drain(in_flight)
                     raise StudyStopped(self.stats.stopped_reason)
-            if remaining > 0 and self.budget_spent():
+            if self._remaining(in_flight) > 0 and self.budget_spent():
                 self.stats.stopped_reason = (
                     f"call budget reached: {self._calls_before + self.stats.design_calls:,} of "
                     f"{self.max_calls:,} LLM calls (--max-calls)"
@@ -253,6 +280,7 @@ class SearchLoop:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            self.optimizer.close()
             self.stats.wall_s += time.perf_counter() - start
         return self.stats
 
