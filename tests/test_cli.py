@@ -578,9 +578,10 @@ def test_a_dead_endpoint_stops_the_study_fast(tmp_path, data_file):
     assert "Traceback" not in stderr
     trials = optuna.load_study(study_name="dies", storage=storage).get_trials()
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
-    assert failed and all(t.value is None for t in failed)  # never scored
-    queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
-    assert queued and all(t.user_attrs["origin"].endswith(":retry") for t in queued)  # redone on resume
+    assert failed and all(t.value is None and t.user_attrs.get("reason") for t in failed)  # never scored
+    for t in failed:  # each failed design is queued again once (a retry that fails too is not)
+        origin = t.user_attrs["origin"]
+        assert origin.endswith(":retry") or any(u.user_attrs.get("origin") == f"{origin}:retry" for u in trials)
 
 
 @pytest.fixture

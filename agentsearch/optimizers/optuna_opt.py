@@ -215,8 +215,9 @@ class OptunaOptimizer(Optimizer):
         worker elsewhere whose heartbeat is older than :attr:`GRACE_S` (several workers may share a study)."""
         worker = str(trial.user_attrs.get("worker") or "")
         host, _, pid = worker.rpartition(":")
-        if not worker or not pid.isdigit():
-            return True  # a study from before workers were recorded: one process at a time
+        if not worker or not pid.isdigit():  # being started this instant, or from before workers were recorded
+            started = trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+            return time.time() - started > 10.0
         if host == socket.gethostname():
             if int(pid) == os.getpid():
                 return True
@@ -307,6 +308,7 @@ class OptunaOptimizer(Optimizer):
             self.study.sampler.reseed_rng()
             self._reseeded = True
         trial = self.study.ask()
+        trial.set_user_attr("worker", self.worker)  # first thing: other workers leave a trial with a worker alone
         queued = trial.user_attrs.get("origin")  # a baseline, retry or proposal: its graph or its params
         fixed = trial.user_attrs.get("fixed_graph")
         if fixed:
@@ -383,6 +385,12 @@ class OptunaOptimizer(Optimizer):
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
         with self._in_flight_lock:
             self._in_flight.pop(candidate.number, None)
+        try:
+            self._tell(candidate, result)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another worker took it for interrupted: it was redone
+            log.warning("trial %d was closed by another worker meanwhile; its result is dropped", candidate.number)
+
+    def _tell(self, candidate: Candidate, result: TrialResult) -> None:
         trial: optuna.Trial = candidate.handle
         trial.set_user_attr("graph", candidate.graph.to_yaml())  # as evaluated (e.g. with built insights)
         trial.set_user_attr("config_hash", candidate.graph.config_hash)
