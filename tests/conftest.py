@@ -7,10 +7,12 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+import pytest  # noqa: E402
+
+pytest.register_assert_rewrite("agentsearch.testing")  # the shipped contract suites report like tests
+
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
 
 from agentsearch.testing.fake_server import FakeOpenAIServer, ReasoningPolicy  # noqa: E402
 
