@@ -547,76 +547,27 @@ def optimize(
     json_out: JsonOpt = False,
 ) -> None:
     """Search agent designs on a benchmark; log to MLflow; test the best once; export it."""
-    from agentsearch.optimizers.base import parse_objectives
-    from agentsearch.search_space.baselines import check_baseline_names
-    from agentsearch.search_space.space import SearchSpace
+    from agentsearch.runs.optimize import optimize as run_optimize
+    from agentsearch.runs.optimize import study_config
 
-    if sampler not in SAMPLERS:
-        raise _user_error(f"--sampler: unknown sampler {sampler!r} (choose from {', '.join(SAMPLERS)})")
-    if strategy is not None:
-        if strategy != "staged":
-            raise _user_error(f"--strategy: unknown strategy {strategy!r} (choose from staged)")
-        optimizer = optimizer or "staged"
-    if optimizer is not None:
-        STRATEGIES.get(optimizer)  # a one-line error naming --optimizer and the choices
-    if pruner not in PRUNERS:
-        raise _user_error(f"--pruner: unknown pruner {pruner!r} (choose from {', '.join(PRUNERS)})")
-    objs = parse_objectives(objectives)
-    SearchSpace.from_levels(levels)
-    spec = split_spec(seed, val_size, test_size)
-
-    from agentsearch.evaluators.llm.lm import configure_cache
+    cfg = study_config(
+        benchmark=benchmark, models=models, run_dir=writable_dir(run_dir, "--run-dir"), study=study, data=data,
+        val_size=val_size, test_size=test_size, strategy=strategy, optimizer=optimizer, objectives=objectives,
+        formats=formats, baselines=not no_baselines, baseline_names=baseline_names, seed=seed, trials=trials,
+        levels=levels, sampler=sampler, pruner=pruner, parallel=parallel, concurrency=concurrency,
+        min_batch=min_batch, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
+        max_calls_per_question=max_calls, proposer_model=proposer_model, prompt_optimizer=prompt_optimizer,
+        top_k=top_k, max_calls=max_calls_total,
+    )  # fmt: skip
     from agentsearch.runs.loop import StudyStopped
-    from agentsearch.runs.study import StudyConfig, default_study_name, prepare_study, run_study
 
     _quiet_optuna()
-
-    run_dir = writable_dir(run_dir, "--run-dir")
     progress = _StudyProgress(trials)
-    cfg = StudyConfig(
-        study=study or default_study_name(benchmark),
-        benchmark=benchmark,
-        data=data,
-        seed=seed,
-        val_size=spec.val_size,
-        test_size=spec.test_size,
-        trials=trials,
-        levels=levels,
-        sampler=sampler,
-        pruner=pruner,
-        objectives=objs,
-        parallel=parallel,
-        concurrency=concurrency,
-        min_batch=min_batch,
-        run_dir=run_dir,
-        storage=storage,
-        tracking_uri=tracking_uri,
-        tracking=not no_tracking,
-        baselines=not no_baselines,
-        max_calls_per_question=max_calls,
-        aliases=models.aliases(),
-        optimizer=optimizer,
-        proposer_model=proposer_model,
-        prompt_optimizer=prompt_optimizer,
-        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
-        top_k=top_k,
-        max_calls=max_calls_total,
-        baseline_names=check_baseline_names([b.strip() for b in baseline_names.split(",") if b.strip()])
-        if baseline_names is not None
-        else None,
-        model_flags=models.public(),
-    )
-    prepared = prepare_study(cfg)  # data, space, storage and study checked before any server starts
-    configure_cache(None if no_cache else run_dir / "cache")
-    model_set = _model_set(models, run_dir, cache=not no_cache, announce=progress.announce)
-    import contextlib
-
     try:
-        # DSPy's teleprompters print progress from worker threads: during the study, stdout goes to stderr,
-        # so stdout carries only the summary (one JSON object with --json)
-        with model_set, progress, contextlib.redirect_stdout(sys.stderr):
-            cfg.models = model_set.public()
-            summary = run_study(prepared, model_set.lms, observer=progress, announce=progress.announce)
+        summary = run_optimize(
+            cfg, models, cache=not no_cache, observer=progress, announce=progress.announce,
+            progress=_download_progress(), running=progress,
+        )  # fmt: skip
     except StudyStopped as exc:
         raise _user_error(f"study '{cfg.study}' stopped: {exc}; resume with --study {cfg.study}") from None
     except KeyboardInterrupt:
@@ -625,7 +576,7 @@ def optimize(
     if json_out:
         _emit_json(summary)
         return
-    _print_study_summary(summary, run_dir)
+    _print_study_summary(summary, cfg.run_dir)
 
 
 @app.command("export")
