@@ -648,7 +648,7 @@ class EvolutionaryOptimizer(ProposalOptimizer):
             if made is None:
                 continue
             child, origin, parents, ops = made
-            if child.config_hash in seen or self.space.over_budget(child):
+            if child.config_hash in seen or self.space.check(child) is not None:
                 continue
             kind = origin.split(":")[-1]
             child = child.model_copy(update={"name": f"evo-{kind}-{child.config_hash[:6]}"})

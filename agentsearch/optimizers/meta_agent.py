@@ -151,18 +151,12 @@ class MetaAgentOptimizer(ProposalOptimizer):
                 feedback = f"invalid graph: {exc}. Fix exactly this and resend the whole YAML."
                 log.info("meta-agent attempt %d invalid: %s", attempt + 1, exc)
                 continue
-            if self.space.over_budget(graph):
-                feedback = (
-                    f"too expensive: {graph.expected_calls()} LM calls per question; the budget is "
-                    f"{self.space.max_calls_per_question}. Use fewer or cheaper nodes."
-                )
+            outside = self.space.check(graph)  # the space's own rules: budget, models, formats, operators
+            if outside is not None:
+                feedback = outside
                 continue
             if graph.config_hash in seen:
                 feedback = "that agent was already evaluated (see the archive); propose a different one."
-                continue
-            unknown = graph.models() - set(self.space.models)
-            if unknown:
-                feedback = f"unknown model alias {sorted(unknown)[0]!r}; use one of {list(self.space.models)}"
                 continue
             info = {"archive": shown, "budget": budget, "attempts": attempts}
             return graph.model_copy(update={"name": f"meta-{len(archive)}"}), "meta-agent", info

@@ -285,6 +285,26 @@ class SearchSpace:
             return []
         return self.pool.demo_sets[index - 1]
 
+    def check(self, graph: AgentGraph) -> str | None:
+        """Why ``graph`` is outside this space (None: it is inside), in words a proposer can act on: over the
+        calls/question budget, an unknown model alias, a format not searched, an operator not offered."""
+        if self.over_budget(graph):
+            return (
+                f"too expensive: {graph.expected_calls()} LM calls per question; the budget is "
+                f"{self.max_calls_per_question}. Use fewer or cheaper nodes."
+            )
+        unknown = graph.models() - set(self.models)
+        if unknown:
+            return f"unknown model alias {sorted(unknown)[0]!r}; use one of {list(self.models)}"
+        formats = graph.formats() - set(self.formats)
+        if formats:
+            return f"output format {sorted(formats)[0]!r} is not searched; use one of {list(self.formats)}"
+        offered = {*self.solvers, *self.aggregators, *(f for f in self.finals if f != "none"), self.fixed_op}
+        ops = sorted({node.op for node in graph.nodes} - offered)
+        if ops:
+            return f"operator {ops[0]!r} is not in this search space; use one of {sorted(offered)}"
+        return None
+
     def over_budget(self, graph: AgentGraph) -> bool:
         """True when the graph's LM calls per question exceed ``max_calls_per_question``."""
         return self.max_calls_per_question is not None and graph.expected_calls() > self.max_calls_per_question

@@ -9,7 +9,7 @@ import pytest
 
 from agentsearch.errors import UserError
 from agentsearch.search_space.baselines import baseline_graphs
-from agentsearch.search_space.graph import ENTRY
+from agentsearch.search_space.graph import ENTRY, AgentGraph
 from agentsearch.search_space.space import SOLVERS, SearchSpace, graph_from_params
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -118,3 +118,13 @@ def test_describe_lists_every_sampled_parameter():
                 .replace("node.agg.", "node.b1s1.")
             )
             assert canon in generic, name
+
+
+def test_check_says_why_a_graph_is_outside_the_space():
+    space = SearchSpace(formats=("text",), models=("default",), max_calls_per_question=6)
+    assert space.check(AgentGraph.single("cot")) is None
+    assert "too expensive" in space.check(AgentGraph.single("self_consistency", n=7))
+    assert "format 'chat' is not searched" in space.check(AgentGraph.single("cot", format="chat"))
+    assert "unknown model alias 'big'" in space.check(AgentGraph.single("cot", model="big"))
+    narrow = SearchSpace(solvers=("cot",), aggregators=("vote",), finals=("none",))
+    assert "operator 'react' is not in this search space" in narrow.check(AgentGraph.single("react"))
