@@ -108,7 +108,6 @@ class InstructionProposer(ProposingOptimizer):
             # demo sets are bootstrapped from the train split once the LMs exist (study.run_study sets
             # demo_bootstrap then): their choices must be in the space from the first trial
             demo_slots=max(space.demo_slots, 2 if (demo_bootstrap or bootstrap_demos) else 0),
-            pool=PromptPool(),
         )
         super().__init__(space, **kwargs)
         self.name = "proposer"
@@ -116,18 +115,11 @@ class InstructionProposer(ProposingOptimizer):
         self.task = task
         self.propose_every = propose_every
         self.demo_bootstrap = demo_bootstrap
-        stored = self.study.user_attrs.get("prompt_pool")
-        if stored:
-            self.space.pool.instructions[:] = stored.get("instructions", [])  # type: ignore[union-attr]
-            self.space.pool.demo_sets[:] = stored.get("demo_sets", [])  # type: ignore[union-attr]
 
-    @property
-    def pool(self) -> PromptPool:
-        assert self.space.pool is not None
-        return self.space.pool
-
-    def _save_pool(self) -> None:
-        self.study.set_user_attr("prompt_pool", self.pool.to_dict())
+    def _save_pool(self, pool: PromptPool) -> None:
+        """The pool is replaced, never changed in place: trials already sampled keep what they saw."""
+        self.pool = pool
+        self.study.set_user_attr("prompt_pool", pool.to_dict())
 
     def bind(self, context: StrategyContext) -> None:
         super().bind(context)
@@ -141,10 +133,9 @@ class InstructionProposer(ProposingOptimizer):
     def _maybe_bootstrap(self) -> None:
         if self.demo_bootstrap is None or self.pool.demo_sets or self.study.user_attrs.get("demos_bootstrapped"):
             return
-        for demo_set in self.demo_bootstrap():
-            self.pool.add_demo_set(demo_set)
+        pool = self.pool.with_demo_sets(self.demo_bootstrap())
         self.study.set_user_attr("demos_bootstrapped", True)
-        self._save_pool()
+        self._save_pool(pool)
 
     def _maybe_propose(self) -> None:
         if self.proposer_lm is None:
@@ -186,10 +177,10 @@ class InstructionProposer(ProposingOptimizer):
         text = " ".join(str(out.new_instruction or "").split())[:2000]
         if len(text) < 10:
             return
-        position = self.pool.add_instruction(text)
+        pool, position = self.pool.with_instruction(text)
         if position < 0:
             return
-        self._save_pool()
+        self._save_pool(pool)
         params = dict(best.params)
         params[slot] = len(self.space.instructions) + position
         if f"prompt.{node_id}.style" in params:

@@ -25,7 +25,7 @@ from agentsearch.errors import UserError
 from agentsearch.optimizers.base import OBJECTIVES, OVER_BUDGET, Candidate, FinishedTrial, Optimizer, TrialResult
 from agentsearch.optimizers.registry import PRUNERS, SAMPLERS
 from agentsearch.search_space.graph import AgentGraph
-from agentsearch.search_space.space import SearchSpace
+from agentsearch.search_space.space import PromptPool, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,8 @@ class OptunaOptimizer(Optimizer):
             )
             self._check_resume(study_name, config)
         self.resumed = resumed
+        #: The study's prompt pool (proposed instructions, bootstrapped demo sets): saved with the study.
+        self.pool = PromptPool.from_dict(self.study.user_attrs.get("prompt_pool"))
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self._in_flight: dict[int, optuna.Trial] = {}
         self._in_flight_lock = threading.Lock()
@@ -290,7 +292,7 @@ class OptunaOptimizer(Optimizer):
         from agentsearch.search_space.space import graph_from_params
 
         try:
-            return graph_from_params(self.space, params).config_hash == graph.config_hash
+            return graph_from_params(self.space, params, self.pool).config_hash == graph.config_hash
         except Exception as exc:  # noqa: BLE001 - params from another stage or space: stored as a fixed graph
             log.debug("params %s do not rebuild graph %s in this space (%s)", dict(params), graph.name, exc)
             return False
@@ -300,7 +302,7 @@ class OptunaOptimizer(Optimizer):
     def _sample(self, trial: optuna.Trial) -> tuple[AgentGraph, str]:
         """A new design for a trial nothing was queued for, and its origin. Strategies that sample
         differently (staged) override this, not :meth:`ask`, whose bookkeeping is the same for all."""
-        return self.space.sample(trial), self.sampler_name
+        return self.space.sample(trial, self.pool), self.sampler_name
 
     def ask(self) -> Candidate:
         if not self._reseeded and self.running_elsewhere() > 0:
@@ -314,7 +316,7 @@ class OptunaOptimizer(Optimizer):
         if fixed:
             graph, origin = AgentGraph.from_text(fixed, source=f"trial {trial.number}"), queued or self.sampler_name
         elif queued:
-            graph, origin = self.space.sample(trial), queued
+            graph, origin = self.space.sample(trial, self.pool), queued
         else:
             graph, origin = self._sample(trial)
         name = trial.user_attrs.get("graph_name") or f"trial-{trial.number}"

@@ -68,16 +68,16 @@ class StagedOptimizer(OptunaOptimizer):
     def _sample(self, trial: optuna.Trial) -> tuple[AgentGraph, str]:
         stage = self.stage(asking=trial.number)
         if stage == "prompt":
-            graph = self.prompt_space.sample(trial)
+            graph = self.prompt_space.sample(trial, self.pool)
         elif stage == "topology":
-            graph = self.topology_space.sample(trial)
+            graph = self.topology_space.sample(trial, self.pool)
             best_prompt = self._best_of("prompt") or self._best_of("any")
             instruction = getattr(best_prompt.nodes[0].params, "instruction", None) if best_prompt else None
             if instruction:
                 graph = _with_instructions(graph, {n.id: instruction for n in graph.nodes})
         elif (base := self._best_of("topology") or self._best_of("any")) is None:
             stage = "topology"  # nothing finished yet to tune the prompts of: explore the topology instead
-            graph = self.topology_space.sample(trial)
+            graph = self.topology_space.sample(trial, self.pool)
         else:
             chosen = {}
             for node in base.nodes:

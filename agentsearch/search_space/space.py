@@ -22,9 +22,8 @@ Parameter names are hierarchical (``agent.width``, ``agent.b2.depth``, ``node.b1
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from agentsearch.defaults import MAX_CALLS_PER_QUESTION
@@ -66,34 +65,42 @@ FINAL_KNOB: dict[str, tuple[str, int, int]] = {
 }
 
 
+@dataclass(frozen=True)
 class PromptPool:
-    """Instructions and demo sets added during a study (by an LLM proposer, by bootstrapping).
+    """Instructions and demo sets added during a study (by an LLM proposer, by bootstrapping): immutable,
+    an explicit input of :meth:`SearchSpace.sample` (whoever owns the study holds the current pool).
 
     The space reserves ``proposal_slots`` instruction choices and ``demo_slots`` demo-set choices
     from the start (Optuna's categorical choices can't grow); a slot the pool has not filled yet
     behaves like choice 0 (the operator's default instruction; no demos).
     """
 
-    def __init__(self, instructions: list[str] | None = None, demo_sets: list[list[dict[str, str]]] | None = None):
-        self.instructions: list[str] = list(instructions or [])
-        self.demo_sets: list[list[dict[str, str]]] = [list(d) for d in demo_sets or []]
-        self._lock = threading.Lock()
+    instructions: tuple[str, ...] = ()
+    demo_sets: tuple[tuple[Mapping[str, str], ...], ...] = ()
 
-    def add_instruction(self, text: str) -> int:
-        """Add an instruction; returns its 0-based position in the pool (-1 if already there)."""
-        with self._lock:
-            if text in self.instructions:
-                return -1
-            self.instructions.append(text)
-            return len(self.instructions) - 1
+    def with_instruction(self, text: str) -> tuple[PromptPool, int]:
+        """The pool with ``text`` added, and its 0-based position (-1 and the same pool if already there)."""
+        if text in self.instructions:
+            return self, -1
+        return replace(self, instructions=(*self.instructions, text)), len(self.instructions)
 
-    def add_demo_set(self, demos: list[dict[str, str]]) -> int:
-        with self._lock:
-            self.demo_sets.append(list(demos))
-            return len(self.demo_sets) - 1
+    def with_demo_sets(self, sets: Sequence[Sequence[Mapping[str, str]]]) -> PromptPool:
+        return replace(self, demo_sets=(*self.demo_sets, *(tuple(dict(d) for d in s) for s in sets)))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"instructions": list(self.instructions), "demo_sets": [list(d) for d in self.demo_sets]}
+        return {"instructions": list(self.instructions), "demo_sets": [[dict(d) for d in s] for s in self.demo_sets]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> PromptPool:
+        data = data or {}
+        return cls(
+            tuple(str(t) for t in data.get("instructions", [])),
+            tuple(tuple(dict(d) for d in s) for s in data.get("demo_sets", [])),
+        )
+
+
+#: The pool of a study nothing was proposed or bootstrapped in.
+EMPTY_POOL = PromptPool()
 
 
 class TrialLike(Protocol):
@@ -144,7 +151,6 @@ class SearchSpace:
     max_calls_per_question: int | None = MAX_CALLS_PER_QUESTION
     proposal_slots: int = 0  # instruction choices reserved for proposed instructions (see PromptPool)
     demo_slots: int = 0  # demo-set choices reserved for bootstrapped demos
-    pool: PromptPool | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.levels) - set(LEVELS))
@@ -176,8 +182,9 @@ class SearchSpace:
 
     # -- sampling ----------------------------------------------------------------------------
 
-    def sample(self, trial: TrialLike) -> AgentGraph:
-        """Define-by-run: ask the trial for each parameter and build the graph."""
+    def sample(self, trial: TrialLike, pool: PromptPool = EMPTY_POOL) -> AgentGraph:
+        """Define-by-run: ask the trial for each parameter and build the graph (``pool``: the study's proposed
+        instructions and bootstrapped demo sets, filling the reserved prompt choices)."""
         agent = "agent" in self.levels
         width = trial.suggest_int("agent.width", 1, self.max_width) if agent else 1
         nodes: list[dict[str, Any]] = []
@@ -187,7 +194,7 @@ class SearchSpace:
             previous = ENTRY
             for j in range(1, depth + 1):
                 slot = f"b{i}s{j}"
-                nodes.append(self.solver_node(trial, slot, [previous]))
+                nodes.append(self.solver_node(trial, slot, [previous], pool))
                 previous = slot
             tails.append(previous)
         output = tails[0]
@@ -237,7 +244,9 @@ class SearchSpace:
         """The format baselines are yardsticks in: the default one when it is searched, else the first."""
         return DEFAULT_FORMAT if DEFAULT_FORMAT in self.formats else self.formats[0]
 
-    def solver_node(self, trial: TrialLike, slot: str, inputs: list[str]) -> dict[str, Any]:
+    def solver_node(
+        self, trial: TrialLike, slot: str, inputs: list[str], pool: PromptPool = EMPTY_POOL
+    ) -> dict[str, Any]:
         """One solver slot: its operator and knobs (module level), model, format and prompt (prompt level)."""
         params: dict[str, Any] = {}
         if "module" in self.levels:
@@ -260,30 +269,30 @@ class SearchSpace:
             n_choices = len(self.instructions) + self.proposal_slots
             idx = trial.suggest_categorical(f"prompt.{slot}.instruction", list(range(n_choices)))
             style = trial.suggest_categorical(f"prompt.{slot}.style", list(self.styles))
-            base = self.instruction_text(idx)
+            base = self.instruction_text(idx, pool)
             text = " ".join(t for t in (base, STYLES.get(style, "")) if t)
             if text:
                 default = OPERATORS[op].default_instruction
                 params["instruction"] = text if base else f"{default} {text}"
             if self.demo_slots and OPERATORS[op].demos:
                 demo_idx = trial.suggest_categorical(f"prompt.{slot}.demos", list(range(self.demo_slots + 1)))
-                demos = self.demo_set(demo_idx)
+                demos = self.demo_set(demo_idx, pool)
                 if demos:
-                    params["demos"] = demos
+                    params["demos"] = [dict(d) for d in demos]
         return {"id": slot, "op": op, "inputs": inputs, "params": params}
 
-    def instruction_text(self, index: int) -> str:
+    def instruction_text(self, index: int, pool: PromptPool = EMPTY_POOL) -> str:
         """Choice ``index`` of the instruction pool: hand-written first, then proposed ("" = default)."""
         if index < len(self.instructions):
             return self.instructions[index]
         k = index - len(self.instructions)
-        return self.pool.instructions[k] if self.pool is not None and k < len(self.pool.instructions) else ""
+        return pool.instructions[k] if k < len(pool.instructions) else ""
 
-    def demo_set(self, index: int) -> list[dict[str, str]]:
+    def demo_set(self, index: int, pool: PromptPool = EMPTY_POOL) -> tuple[Mapping[str, str], ...]:
         """Demo-set choice ``index`` (0: none)."""
-        if index <= 0 or self.pool is None or index - 1 >= len(self.pool.demo_sets):
-            return []
-        return self.pool.demo_sets[index - 1]
+        if index <= 0 or index - 1 >= len(pool.demo_sets):
+            return ()
+        return pool.demo_sets[index - 1]
 
     def check(self, graph: AgentGraph) -> str | None:
         """Why ``graph`` is outside this space (None: it is inside), in words a proposer can act on: over the
@@ -471,6 +480,6 @@ class _FixedTrial:
         return float(self._get(name))
 
 
-def graph_from_params(space: SearchSpace, params: Mapping[str, Any]) -> AgentGraph:
-    """Rebuild the graph a finished trial evaluated, from its stored parameters."""
-    return space.sample(_FixedTrial(params))
+def graph_from_params(space: SearchSpace, params: Mapping[str, Any], pool: PromptPool = EMPTY_POOL) -> AgentGraph:
+    """Rebuild the graph a finished trial evaluated, from its stored parameters (and the study's pool)."""
+    return space.sample(_FixedTrial(params), pool)

@@ -128,7 +128,7 @@ def test_instruction_proposer_adds_instructions_to_the_pool(tmp_path, fake_serve
         sampler="tpe",
         seed=0,
     )
-    assert again.pool.instructions == [text]
+    assert list(again.pool.instructions) == [text]
 
 
 def test_staged_runs_prompt_then_topology_then_refine(tmp_path, fake_server):

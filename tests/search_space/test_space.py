@@ -128,3 +128,26 @@ def test_check_says_why_a_graph_is_outside_the_space():
     assert "unknown model alias 'big'" in space.check(AgentGraph.single("cot", model="big"))
     narrow = SearchSpace(solvers=("cot",), aggregators=("vote",), finals=("none",))
     assert "operator 'react' is not in this search space" in narrow.check(AgentGraph.single("react"))
+
+
+def test_the_prompt_pool_is_an_explicit_immutable_input_of_sample():
+    from dataclasses import FrozenInstanceError
+
+    from agentsearch.search_space.space import EMPTY_POOL, PromptPool
+
+    space = SearchSpace.from_levels("prompt", proposal_slots=2, demo_slots=1, formats=("text",))
+    pool, at = EMPTY_POOL.with_instruction("Use the numbers twice.")
+    assert at == 0 and EMPTY_POOL.instructions == () and pool.with_instruction("Use the numbers twice.")[1] == -1
+    pool = pool.with_demo_sets([[{"question": "1+1?", "answer": "2"}]])
+    params = {
+        "prompt.b1s1.instruction": len(space.instructions),
+        "prompt.b1s1.style": "plain",
+        "prompt.b1s1.demos": 1,
+    }
+    with_pool = graph_from_params(space, params, pool).nodes[0].params
+    without = graph_from_params(space, params).nodes[0].params
+    assert with_pool.instruction == "Use the numbers twice." and len(with_pool.demos) == 1
+    assert not without.instruction and not without.demos  # an unfilled slot is the default
+    assert PromptPool.from_dict(pool.to_dict()) == pool
+    with pytest.raises(FrozenInstanceError):
+        pool.instructions = ()  # type: ignore[misc]
