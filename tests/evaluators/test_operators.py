@@ -22,6 +22,7 @@ from agentsearch.evaluators.operators.registry import IMPLEMENTATIONS
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.operators import FORMATS, OPERATORS, LMParams
 from agentsearch.testing.fake_server import format_chat_adapter, format_text
+from agentsearch.testing.operators import OperatorContract
 from tests.conftest import QUESTIONS, make_lm
 
 QUESTION = next(iter(QUESTIONS))
@@ -76,15 +77,12 @@ DUMMY_FIELDS = {
 }
 
 
-@pytest.mark.parametrize("op", ALL_OPS)
-def test_spec_round_trip_and_implementation(op):
-    spec = OPERATORS[op]
-    assert op in IMPLEMENTATIONS, f"operator {op} has a spec but no implementation"
-    assert spec.summary and spec.params.model_config.get("frozen")
-    g = graph_for(op)
-    again = AgentGraph.from_text(g.to_yaml())
-    assert again == g and again.node("x").params == g.node("x").params
-    assert spec.calls(g.node("x").params, len(g.node("x").upstream)) >= 0
+for _op in ALL_OPS:  # the shipped contract suite, one class per operator: TestOperator_cot, ...
+    globals()[f"TestOperator_{_op}"] = type(f"TestOperator_{_op}", (OperatorContract,), {"op": _op})
+
+
+def test_every_implementation_has_a_spec():
+    assert set(IMPLEMENTATIONS) == set(OPERATORS)
 
 
 @pytest.mark.parametrize("op", ALL_OPS)
