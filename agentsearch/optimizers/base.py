@@ -8,10 +8,11 @@ in :mod:`agentsearch.runs.loop` does. A new strategy is a new class, never a new
 from __future__ import annotations
 
 import math
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from agentsearch.search_space.graph import AgentGraph
 
@@ -110,6 +111,37 @@ class FinishedTrial:
     def counts(self) -> bool:
         """Whether it counts toward ``--trials``: evaluated (COMPLETE, or PRUNED after some questions)."""
         return self.state in ("COMPLETE", "PRUNED") and not self.rejected_unrun
+
+
+@dataclass(frozen=True)
+class Archive:
+    """The study as a :class:`Strategy` may read it: the evaluated trials (COMPLETE or PRUNED, with a
+    graph), the config hashes of every trial so far (a proposal must be new), the objectives, and the
+    number of trials in the study."""
+
+    trials: tuple[FinishedTrial, ...]
+    seen: frozenset[str]
+    objectives: tuple[str, ...] = ("accuracy",)
+    n_total: int = 0
+
+    def complete(self) -> list[FinishedTrial]:
+        return [t for t in self.trials if t.state == "COMPLETE" and t.values is not None]
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """The least a search strategy is: propose the next design from what the study has seen, and hear how
+    trials ended. Registered with :class:`~agentsearch.optimizers.proposal.StrategyOptimizer` as its
+    target (one registry line), it gets the study's storage, resume, baselines, retries, pruning and
+    reports for free; the space's sampler proposes when it returns None."""
+
+    name: str
+
+    def propose(self, archive: Archive, space: Any, rng: random.Random) -> AgentGraph | None:
+        """The next design (a graph of ``space``), or None to let the space's sampler propose."""
+
+    def told(self, trial: FinishedTrial) -> None:
+        """A trial finished (any state)."""
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ proposer's own LM calls are metered and charged to the trial they produced (``pr
 from __future__ import annotations
 
 import logging
+import random
 from abc import abstractmethod
 from typing import Any
 
 from agentsearch.evaluators.llm.lm import Meter, metering
-from agentsearch.optimizers.base import Candidate, FinishedTrial, StrategyContext, TrialResult
+from agentsearch.optimizers.base import Archive, Candidate, FinishedTrial, Strategy, StrategyContext, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer
 from agentsearch.search_space.graph import AgentGraph
 
@@ -118,6 +119,46 @@ class ProposalOptimizer(ProposingOptimizer):
             info = dict(proposal[2]) if len(proposal) > 2 else {}
             return graph, origin, {"proposer": self.name, **info}
         return None
+
+
+class StrategyOptimizer(ProposalOptimizer):
+    """Runs any :class:`~agentsearch.optimizers.base.Strategy` (``propose``/``told`` only) on the study:
+    ``strategy`` is the strategy object or a class called with no arguments. Its proposals are checked
+    against the space, deduplicated and queued like every proposer's; a raising ``propose`` is a proposer
+    failure (recorded, and the study stops after 3 in a row)."""
+
+    def __init__(self, space: Any, *, strategy: Any, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(space, seed=seed, **kwargs)
+        self.strategy: Strategy = strategy() if isinstance(strategy, type) else strategy
+        if not isinstance(self.strategy, Strategy):
+            raise TypeError(f"{self.strategy!r} is not a Strategy (name, propose, told)")
+        self.name = self.strategy.name
+        self.seed = seed
+
+    def propose(self, archive: list[FinishedTrial]) -> tuple[Any, ...] | None:
+        view = Archive(
+            trials=tuple(archive),
+            seen=frozenset(self.seen_hashes()),
+            objectives=self.objectives,
+            n_total=len(self.study.get_trials(deepcopy=False)),
+        )
+        graph = self.strategy.propose(view, self.space, random.Random(self.seed + view.n_total))
+        if graph is None:
+            return None
+        outside = self.space.check(graph)
+        if outside is not None:
+            log.info("%s proposed a design outside the space (%s); the sampler proposes", self.name, outside)
+            return None
+        return graph, self.name
+
+    def tell(self, candidate: Candidate, result: TrialResult) -> None:
+        super().tell(candidate, result)
+        from agentsearch.optimizers.optuna_opt import finished_trial
+
+        frozen = self.study.get_trials(deepcopy=False)
+        stored = next((t for t in frozen if t.number == candidate.number), None)
+        if stored is not None and stored.state.is_finished():
+            self.strategy.told(finished_trial(stored))
 
 
 class ProposerFailures:

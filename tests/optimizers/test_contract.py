@@ -15,6 +15,7 @@ import pytest
 
 from agentsearch.optimizers.base import Candidate, Optimizer, StrategyContext, TrialResult
 from agentsearch.optimizers.optuna_opt import OptunaOptimizer, open_storage
+from agentsearch.search_space.graph import ENTRY, AgentGraph
 from agentsearch.search_space.space import SearchSpace
 from agentsearch.testing.optimizers import OptimizerContract, complete, scripted_proposer
 
@@ -154,3 +155,75 @@ def test_every_registered_strategy_runs_the_contract():
 
     needs_torch = {"gp"} if importlib.util.find_spec("torch") is None else set()
     assert set(STRATEGIES.names()) - needs_torch == set(FACTORIES)
+
+
+class _Hillclimber:
+    """A strategy written against the Strategy protocol alone: no base class, no storage, no Optuna."""
+
+    name = "hillclimb"
+
+    def __init__(self) -> None:
+        self.heard: list[int] = []
+
+    def propose(self, archive, space, rng):
+        best = max(archive.complete(), key=lambda t: t.values[0], default=None)
+        if best is None:
+            return None  # nothing learned yet: the space's sampler proposes
+        from agentsearch.search_space.space import RandomTrial
+
+        for _ in range(20):  # a neighbour: the best graph with one solver re-drawn by the space
+            node = space.solver_node(RandomTrial(rng), "b1s1", [ENTRY])
+            graph = AgentGraph.from_dict({"name": "hill", "output": "b1s1", "nodes": [node]})
+            if graph.config_hash not in archive.seen:
+                return graph
+        return None
+
+    def told(self, trial) -> None:
+        self.heard.append(trial.number)
+
+
+def _protocol_strategy(path: Path, objectives=("accuracy",), baselines=None, study="s", space=None) -> Optimizer:
+    from agentsearch.optimizers.proposal import StrategyOptimizer
+
+    return StrategyOptimizer(
+        space or SearchSpace(), strategy=_Hillclimber, study_name=study,
+        storage=open_storage(str(path / "study.log"), path), sampler="tpe", pruner="sha", objectives=objectives,
+        seed=1, min_resource=2, max_resource=8, startup_trials=3, baselines=baselines,
+    )  # fmt: skip
+
+
+class TestContract_protocol_strategy(OptimizerContract):
+    """A strategy implementing only the Strategy protocol passes the whole contract."""
+
+    make = staticmethod(_protocol_strategy)
+
+
+def test_a_protocol_strategy_proposes_hears_and_runs_a_study_from_one_registry_line(
+    tmp_path, fake_server, questions_file
+):
+    from agentsearch.optimizers.registry import STRATEGIES, StrategyEntry
+    from agentsearch.runs.study import StudyConfig, run_study
+    from tests.conftest import make_lm
+
+    opt = _protocol_strategy(tmp_path / "unit")
+    origins = []
+    for _ in range(8):
+        c = opt.ask()
+        origins.append(c.origin)
+        opt.tell(c, complete(c))
+    assert "hillclimb" in origins and opt.strategy.heard == [t.number for t in opt.trials()]
+
+    STRATEGIES.add(  # the one registry line
+        StrategyEntry("hillclimb", "a test strategy", "agentsearch.optimizers.proposal:StrategyOptimizer",
+                      options={"strategy": _Hillclimber})
+    )  # fmt: skip
+    try:
+        cfg = StudyConfig(
+            study="hill", benchmark="jsonl", data=str(questions_file), optimizer="hillclimb", trials=5,
+            val_size=8, test_size=8, run_dir=tmp_path / "run", tracking=False, min_batch=4, parallel=1,
+            concurrency=4, formats=("text",), levels="module", baseline_names=("cot",),
+        )  # fmt: skip
+        summary = run_study(cfg, {"default": make_lm(fake_server)})
+    finally:
+        STRATEGIES.remove("hillclimb")
+    assert summary["n_trials"] == 5
