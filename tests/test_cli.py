@@ -47,19 +47,22 @@ def data_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def server_url(data_file) -> str:
+def fake_server_process(data_file: Path, latency: float) -> tuple[subprocess.Popen, str]:
+    """The fake OpenAI server in its own process (one the test may kill), answering ``data_file``; its URL."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentsearch.testing.fake_server",
-         "--port", "0", "--latency", "0.005", "--answers", str(data_file)],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+         "--port", "0", "--latency", str(latency), "--answers", str(data_file)],
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     line = proc.stdout.readline()
     assert line.startswith("READY "), line
-    yield line.split()[1]
+    return proc, line.split()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(data_file) -> str:
+    proc, url = fake_server_process(data_file, latency=0.005)
+    yield url
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -351,16 +354,8 @@ def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
 
 def test_resume_after_sigkill(tmp_path, data_file):
     """Kill the optimizer mid-study; resuming reaches the exact trial count with no trial lost or repeated."""
-    slow = subprocess.Popen(
-        [sys.executable, "-m", "agentsearch.testing.fake_server",
-         "--port", "0", "--latency", "0.05", "--answers", str(data_file)],
-        cwd=ROOT,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    slow, url = fake_server_process(data_file, latency=0.05)
     try:
-        url = slow.stdout.readline().split()[1]
         args = [
             sys.executable,
             "main.py",
@@ -538,12 +533,7 @@ def test_the_entry_point_handles_bugs_and_ctrl_c(exc, tmp_path, monkeypatch, cap
 def test_a_dead_endpoint_stops_the_study_fast(tmp_path, data_file):
     """The server dies mid-study: the endpoint's breaker opens after a few failed calls, the running and next
     trials FAIL (queued again, never scored) and the study stops with one line well within 30 s."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "agentsearch.testing.fake_server", "--port", "0", "--latency", "0.05",
-         "--answers", str(data_file)],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = server.stdout.readline().split()[1]
+    server, url = fake_server_process(data_file, latency=0.05)
     args = [
         sys.executable, "main.py", "optimize", "--benchmark", "jsonl", "--data", str(data_file),
         "--model", "fake-model", "--api-base", url, "--val-size", "16", "--test-size", "8", "--min-batch", "4",
@@ -635,12 +625,7 @@ def test_workers_share_one_study_exactly(tmp_path, data_file, backend, request):
     """4 optimize processes on one --study and --storage (a journal file; a PostgreSQL server): the study
     ends with exactly --trials counted trials, no configuration evaluated twice, and no worker crashed."""
     workers = 4
-    server = subprocess.Popen(
-        [sys.executable, "-m", "agentsearch.testing.fake_server", "--port", "0", "--latency", "0.01",
-         "--answers", str(data_file)],
-        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    url = server.stdout.readline().split()[1]
+    server, url = fake_server_process(data_file, latency=0.01)
     journal = tmp_path / "study.journal"
     storage_flag = str(journal) if backend == "journal" else request.getfixturevalue("postgres_url")
     args = [

@@ -151,11 +151,6 @@ def _arity_ok(op: str, n_upstream: int) -> bool:
 # -- knob domains -------------------------------------------------------------------------------
 
 
-def temperatures(space: SearchSpace) -> list[float]:
-    """The temperature grid of the space (:meth:`SearchSpace.temperatures`)."""
-    return space.temperatures()
-
-
 def _knob_values(domain: tuple) -> list[Any]:
     if domain[0] == "int":
         return list(range(domain[1], domain[2] + 1, domain[3] if len(domain) > 3 else 1))
@@ -290,7 +285,7 @@ def change_knobs(graph: AgentGraph, rng: random.Random, space: SearchSpace) -> A
     for node in graph.nodes:
         fields = node.spec.params.model_fields
         if "temperature" in fields:
-            choices.append((node, "temperature", temperatures(space)))
+            choices.append((node, "temperature", space.temperatures()))
         for knob, domain in node.spec.knobs.items():
             choices.append((node, knob, _knob_values(domain)))
         if "model" in fields and len(space.models) > 1:

@@ -35,6 +35,13 @@ _COMPLETE, _PRUNED, _RUNNING = (
     optuna.trial.TrialState.PRUNED,
     optuna.trial.TrialState.RUNNING,
 )
+
+
+def _counts(trial: optuna.trial.FrozenTrial) -> bool:
+    """:attr:`FinishedTrial.counts` of a COMPLETE or PRUNED trial, without parsing its graph."""
+    return trial.state == _COMPLETE or not str(trial.user_attrs.get("reason") or "").startswith(OVER_BUDGET)
+
+
 _STATE = {
     optuna.trial.TrialState.COMPLETE: "COMPLETE",
     optuna.trial.TrialState.PRUNED: "PRUNED",
@@ -361,11 +368,12 @@ class OptunaOptimizer(Optimizer):
     def taken_before(self, number: int) -> int:
         taken = 0
         for t in self.study.get_trials(deepcopy=False, states=(_COMPLETE, _PRUNED, _RUNNING)):
-            if t.state == _RUNNING:
-                taken += t.number < number and t.user_attrs.get("worker") not in (None, self.worker)
-            else:
-                taken += t.state == _COMPLETE or not str(t.user_attrs.get("reason") or "").startswith(OVER_BUDGET)
+            taken += self._elsewhere(t) and t.number < number if t.state == _RUNNING else _counts(t)
         return taken
+
+    def _elsewhere(self, trial: optuna.trial.FrozenTrial) -> bool:
+        """A trial another worker runs (one with no worker yet is being asked this instant: not counted)."""
+        return trial.user_attrs.get("worker") not in (None, self.worker)
 
     def complete_metrics(self, config_hash: str) -> dict[str, float] | None:
         for t in self.study.get_trials(deepcopy=False, states=(_COMPLETE,)):
@@ -375,11 +383,8 @@ class OptunaOptimizer(Optimizer):
 
     def running_elsewhere(self, before: int | None = None) -> int:
         """Trials other workers are running on this study now (they count toward ``--trials``)."""
-        running = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        return sum(
-            t.user_attrs.get("worker") not in (None, self.worker) and (before is None or t.number < before)
-            for t in running
-        )
+        running = self.study.get_trials(deepcopy=False, states=(_RUNNING,))
+        return sum(self._elsewhere(t) and (before is None or t.number < before) for t in running)
 
     def close(self) -> None:
         self._stop.set()
@@ -426,10 +431,7 @@ class OptunaOptimizer(Optimizer):
     def n_finished(self) -> int:
         """As :meth:`Optimizer.n_finished`, from trial states and reasons (no graph is parsed): the loop asks
         before every trial, and the study may hold thousands."""
-        count = 0
-        for t in self.study.get_trials(deepcopy=False, states=(_COMPLETE, _PRUNED)):
-            count += t.state == _COMPLETE or not str(t.user_attrs.get("reason") or "").startswith(OVER_BUDGET)
-        return count
+        return sum(map(_counts, self.study.get_trials(deepcopy=False, states=(_COMPLETE, _PRUNED))))
 
     def n_waiting(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))

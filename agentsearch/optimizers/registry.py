@@ -3,9 +3,10 @@
 A new strategy is its module and one ``STRATEGIES.add`` line here: either an object with ``name``,
 ``propose(archive, space, rng)`` and ``told(trial)`` (the :class:`~agentsearch.optimizers.base.Strategy`
 protocol), registered as ``StrategyEntry(name, help, "agentsearch.optimizers.proposal:StrategyOptimizer",
-options={"strategy": MyStrategy})``, or a full :class:`~agentsearch.optimizers.base.Optimizer`. ``takes`` names what of the study's context its constructor accepts
-(``proposer_lm``, ``task``, ``n_trials``, ``demo_bootstrap``, ``bootstrap_demos``); everything else it
-gets is the Optuna study's settings (storage, sampler, pruner, seed, ...).
+options={"strategy": MyStrategy})``, or a full :class:`~agentsearch.optimizers.base.Optimizer`.
+``takes`` names what of the study's context its constructor accepts (``proposer_lm``, ``task``,
+``n_trials``, ``demo_bootstrap``, ``bootstrap_demos``); everything else it gets is the Optuna study's
+settings (storage, sampler, pruner, seed, ...).
 """
 
 from __future__ import annotations

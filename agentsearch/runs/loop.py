@@ -123,15 +123,6 @@ class SearchLoop:
         self.prepare = prepare
         self.stats = LoopStats()
         self._cancel = threading.Event()
-        self._known: dict[str, dict[str, float]] = self._finished_metrics()
-
-    def _finished_metrics(self) -> dict[str, dict[str, float]]:
-        """Metrics of the study's complete trials by config hash (read from the study: other workers' too)."""
-        return {
-            t.graph.config_hash: t.metrics
-            for t in self.optimizer.trials()
-            if t.state == "COMPLETE" and t.graph is not None and t.metrics
-        }
 
     # -- evaluation of one candidate --------------------------------------------------------------
 
@@ -157,9 +148,7 @@ class SearchLoop:
                 self.stats.tokens += usage.tokens
         if candidate.info.get("prompt_optimizer_error"):
             prep["prompt_optimizer_failed"] = 1.0
-        known = self._known.get(graph.config_hash)
-        if known is None:  # another worker sharing the study may have evaluated it meanwhile
-            known = self.optimizer.complete_metrics(graph.config_hash)
+        known = self.optimizer.complete_metrics(graph.config_hash)  # from the study: other workers' too
         if known is not None:  # the score is reused; this trial itself cost nothing (beyond its preparation)
             metrics = {**known, "calls": prep.get("prepare_calls", 0.0), "tokens": prep.get("prepare_tokens", 0.0)}
             return TrialResult("COMPLETE", metrics, reason="duplicate config: result reused"), []
@@ -231,9 +220,7 @@ class SearchLoop:
         try:
             while (self._remaining(in_flight) > 0 and not self.budget_spent()) or in_flight:
                 # a spent call budget: finish what runs, ask nothing new
-                while (
-                    len(in_flight) < self.parallel and not self.budget_spent() and self._remaining(in_flight) > 0
-                ):
+                while len(in_flight) < self.parallel and not self.budget_spent() and self._remaining(in_flight) > 0:
                     candidate = self.optimizer.ask()
                     if self._surplus(candidate, in_flight):
                         break
@@ -318,8 +305,6 @@ class SearchLoop:
             self.stats.finished += 1
             if result.reason and result.reason.startswith("duplicate"):
                 self.stats.duplicates += 1
-            else:
-                self._known.setdefault(candidate.graph.config_hash, dict(result.metrics))
         elif result.state == "PRUNED" and result.step == 0:
             self.stats.rejected += 1
         elif result.state == "PRUNED":

@@ -22,7 +22,7 @@ from agentsearch.evaluators.operators.registry import IMPLEMENTATIONS
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.operators import FORMATS, OPERATORS, LMParams
 from agentsearch.testing.fake_server import format_chat_adapter, format_text
-from agentsearch.testing.operators import OperatorContract
+from agentsearch.testing.operators import OperatorContract, graph_for
 from tests.conftest import QUESTIONS, make_lm
 
 QUESTION = next(iter(QUESTIONS))
@@ -31,23 +31,6 @@ GOLD = QUESTIONS[QUESTION]
 
 class MeteredDummyLM(MeteringMixin, DummyLM):
     """DSPy's DummyLM, metered like our real LMs."""
-
-
-def graph_for(op: str, fmt: str | None = None, **params) -> AgentGraph:
-    """The smallest valid graph exercising ``op`` (aggregators get two upstream branches); ``fmt``: the
-    output format of every LM node."""
-    spec = OPERATORS[op]
-    lm_format = {"format": fmt} if fmt else {}
-    if fmt and issubclass(spec.params, LMParams):
-        params = {**params, **lm_format}
-    if spec.kind == "aggregator":
-        nodes = [
-            {"id": "b1", "op": "cot", "params": lm_format},
-            {"id": "b2", "op": "cot", "params": {"temperature": 0.5, **lm_format}},
-            {"id": "x", "op": op, "inputs": ["b1", "b2"], "params": params},
-        ]
-        return AgentGraph.from_dict({"name": op, "output": "x", "nodes": nodes})
-    return AgentGraph.from_dict({"name": op, "output": "x", "nodes": [{"id": "x", "op": op, "params": params}]})
 
 
 ALL_OPS = sorted(OPERATORS)

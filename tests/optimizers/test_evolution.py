@@ -18,7 +18,6 @@ from agentsearch.optimizers.evolution import (
     analyze,
     crossover_branches,
     crossover_configs,
-    temperatures,
 )
 from agentsearch.optimizers.optuna_opt import open_storage
 from agentsearch.search_space.baselines import baseline_graphs
@@ -168,7 +167,7 @@ def _domain(domain: tuple) -> list:
 
 
 def test_knobs_stay_in_their_domains():
-    grid = temperatures(SPACE)
+    grid = SPACE.temperatures()
     for name, graph in GRAPHS.items():
         for seed in range(20):
             child = MUTATIONS["knobs"](graph, random.Random(seed), SPACE)
@@ -199,7 +198,7 @@ def test_mutations_respect_the_space():
     assert MUTATIONS["add_branch"](GRAPHS["diamond"], random.Random(0), narrow) is None  # max_width 2
     for seed in SEEDS:
         assert MUTATIONS["swap_op"](GRAPHS["single"], random.Random(seed), narrow).nodes[0].op == "predict"
-    assert temperatures(SearchSpace(temperature=(0.2, 0.6))) == [0.2, 0.3, 0.4, 0.5, 0.6]
+    assert SearchSpace(temperature=(0.2, 0.6)).temperatures() == [0.2, 0.3, 0.4, 0.5, 0.6]
 
 
 @pytest.mark.parametrize("pair", [("three_vote", "user_odd_ids"), ("single", "diamond"), ("chain_final", "single")])
