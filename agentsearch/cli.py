@@ -587,7 +587,7 @@ def export_cmd(
     storage: Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL or journal file")] = None,
 ) -> None:
     """Export a study's best agent(s) as configs (plus DSPy program state)."""
-    from agentsearch.optimizers.optuna_opt import load_study, open_storage, study_best
+    from agentsearch.optimizers.store import load_study, open_storage, study_best
 
     _quiet_optuna()
     from agentsearch.runs.export import export_study

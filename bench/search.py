@@ -12,7 +12,7 @@ every arm; the only thing a seed changes is the optimizer's):
    Reported: calls used and final best. Goal: pruning saves at least 60% of the calls.
 
 Setup: the default :class:`SearchSpace` (prompt, module and agent levels), the real
-:class:`SearchLoop` and :class:`OptunaOptimizer` (in-memory Optuna storage), one trial at a time
+:class:`SearchLoop` and the strategies over the study store (in-memory Optuna storage), one trial at a time
 (``parallel=1``, so the budget is counted exactly), 8 concurrent examples per trial, validation
 minibatches 8/16/32, DSPy cache off, no hand-written baselines enqueued (``--baselines`` adds them
 to every run), an in-process :class:`FakeOpenAIServer` with :class:`ReasoningPolicy` (no latency)
@@ -179,23 +179,16 @@ def one_run(
     test: list[Any] | None = None,
 ) -> Run:
     """One search with a fresh fake server and in-memory study, until ``budget`` calls or ``trials`` trials."""
-    import optuna
 
     from agentsearch.evaluators.benchmarks import get_benchmark
     from agentsearch.evaluators.llm.lm import Endpoint
     from agentsearch.evaluators.llm.pool import build_lm
     from agentsearch.evaluators.operators.compile import compile_graph
-    from agentsearch.optimizers.optuna_opt import OptunaOptimizer
     from agentsearch.runs.loop import SearchLoop, StudyStopped
     from agentsearch.search_space.baselines import baseline_graphs
     from agentsearch.search_space.space import SearchSpace
 
     fake = _fake_server_module()
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-
-    class Optimizer(OptunaOptimizer):
-        def n_finished(self) -> int:  # the base rebuilds every trial's graph; the bench asks per trial
-            return len(self.study.get_trials(deepcopy=False, states=finished))
 
     policy = fake.ReasoningPolicy({ex.question: ex.answer for ex in [*val, *train, *(test or [])]})
     run = Run(arm, seed)
@@ -213,21 +206,19 @@ def one_run(
             startup_trials=startup,
             baselines=baseline_graphs() if baselines else None,
         )
-        if sampler in ("tpe", "random", "gp", "cmaes", "nsga2"):
-            opt = Optimizer(space, sampler=sampler, **kwargs)
-        else:  # an LLM-driven or evolutionary strategy; its proposer is the same (fake) LLM
-            from agentsearch.optimizers import make_optimizer
-            from agentsearch.optimizers.base import StrategyContext
+        from agentsearch.optimizers import make_optimizer
+        from agentsearch.optimizers.base import StrategyContext
 
-            opt = make_optimizer(
-                sampler,
-                space,
-                sampler="tpe",
-                task="Answer grade-school math word problems.",
-                n_trials=max_trials,
-                **kwargs,
-            )
-            opt.bind(StrategyContext(proposer_lm=lms["default"]))
+        # an Optuna sampler, or an LLM-driven or evolutionary strategy whose proposer is the same (fake) LLM
+        opt = make_optimizer(
+            sampler,
+            space,
+            sampler="tpe",
+            task="Answer grade-school math word problems.",
+            n_trials=max_trials,
+            **kwargs,
+        )
+        opt.bind(StrategyContext(proposer_lm=lms["default"]))
         metric = get_benchmark("gsm8k", data=None).metric
         recorder = _Recorder(run)
         loop = SearchLoop(

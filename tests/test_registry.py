@@ -35,7 +35,7 @@ def test_strategies_are_registered_and_build() -> None:
     for entry in STRATEGIES:  # every target imports
         assert callable(entry.load()), entry.name
     opt = make_optimizer("random", SearchSpace(), storage=None, seed=0, study_name="reg")
-    assert opt.sampler_name == "random"
+    assert opt.store.sampler_name == "random" and opt.name == "random"
     with pytest.raises(UserError, match="--optimizer: unknown optimizer 'nope'"):
         make_optimizer("nope", SearchSpace())
 

@@ -23,7 +23,12 @@ def make_optimizer(
     bootstrap_demos: bool = False,
     **kwargs: Any,
 ) -> Any:
-    """The optimizer for ``--optimizer NAME``; ``kwargs`` go to the Optuna study (storage, seed, ...)."""
+    """The optimizer for ``--optimizer NAME``: its strategy run over the study store by
+    :class:`~agentsearch.optimizers.proposal.StrategyOptimizer` (or, for an :class:`Optimizer` subclass
+    registered as such, that class). ``kwargs`` are the study store's settings (storage, seed, ...)."""
+    from agentsearch.optimizers.base import Optimizer
+    from agentsearch.optimizers.proposal import StrategyOptimizer
+
     context = {
         "proposer_lm": proposer_lm,
         "task": task,
@@ -31,4 +36,11 @@ def make_optimizer(
         "demo_bootstrap": demo_bootstrap,
         "bootstrap_demos": bootstrap_demos,
     }
-    return STRATEGIES.get(name).build(space, context=context, **kwargs)
+    entry = STRATEGIES.get(name)
+    taken = {key: context[key] for key in entry.takes}
+    if entry.sampler is not None:
+        kwargs["sampler"] = entry.sampler
+    target = entry.load()
+    if isinstance(target, type) and issubclass(target, Optimizer):
+        return target(space, **{**kwargs, **taken, **entry.options})
+    return StrategyOptimizer(space, strategy=target(**taken, **entry.options), **kwargs)

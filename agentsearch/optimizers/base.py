@@ -1,8 +1,10 @@
-"""The optimizer protocol: ``ask() -> Candidate`` / ``tell(candidate, result)``.
+"""What a search strategy is, and what the search loop asks of the optimizer that runs one.
 
-An optimizer proposes candidates (typed agent graphs) and learns from their results. It owns its
-state (e.g. an Optuna study in durable storage) but never evaluates anything: the one search loop
-in :mod:`agentsearch.runs.loop` does. A new strategy is a new class, never a new loop.
+A :class:`Strategy` proposes designs: ``propose(archive, space, rng)`` and ``told(trial)``, nothing else.
+:class:`~agentsearch.optimizers.proposal.StrategyOptimizer` runs it over the study store
+(:mod:`agentsearch.optimizers.store`), giving the loop the :class:`Optimizer` contract: ``ask() ->
+Candidate`` / ``tell(candidate, result)`` and the study's views. Nothing here evaluates anything: the one
+search loop in :mod:`agentsearch.runs.loop` does. A new strategy is one module, never a new loop.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -113,32 +115,83 @@ class FinishedTrial:
         return self.state in ("COMPLETE", "PRUNED") and not self.rejected_unrun
 
 
+def pareto_front(trials: list[FinishedTrial], objectives: tuple[str, ...]) -> list[FinishedTrial]:
+    """The complete trials no other complete trial dominates, best first on the first objective (one
+    objective: the best one)."""
+    done = [t for t in trials if t.state == "COMPLETE" and t.values is not None]
+    if not done:
+        return []
+    if len(objectives) == 1:
+        return [max(done, key=lambda t: (t.values[0], -t.number))]  # type: ignore[index]
+    signs = [1.0 if OBJECTIVES[o] == "maximize" else -1.0 for o in objectives]
+
+    def dominates(a: FinishedTrial, b: FinishedTrial) -> bool:
+        va = [s * v for s, v in zip(signs, a.values, strict=True)]  # type: ignore[arg-type]
+        vb = [s * v for s, v in zip(signs, b.values, strict=True)]  # type: ignore[arg-type]
+        return all(x >= y for x, y in zip(va, vb, strict=True)) and any(x > y for x, y in zip(va, vb, strict=True))
+
+    front = [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
+    return sorted(front, key=lambda t: (-t.values[0], t.number))  # type: ignore[index]
+
+
 @dataclass(frozen=True)
 class Archive:
-    """The study as a :class:`Strategy` may read it: the evaluated trials (COMPLETE or PRUNED, with a
-    graph), the config hashes of every trial so far (a proposal must be new), the objectives, and the
-    number of trials in the study."""
+    """The study as a :class:`Strategy` reads it: the evaluated trials (COMPLETE or PRUNED, with a graph),
+    the config hashes of every trial so far (a proposal must be new), the objectives, the number of trials
+    in the study, how many of them count toward ``--trials`` (evaluated, or running now), how many are
+    baselines, the study's prompt pool and its attributes."""
 
     trials: tuple[FinishedTrial, ...]
     seen: frozenset[str]
     objectives: tuple[str, ...] = ("accuracy",)
     n_total: int = 0
+    n_taken: int = 0
+    n_baselines: int = 0
+    pool: Any = None  # a PromptPool
+    attrs: Mapping[str, Any] = field(default_factory=dict)  # the study's attributes (read-only)
 
     def complete(self) -> list[FinishedTrial]:
         return [t for t in self.trials if t.state == "COMPLETE" and t.values is not None]
 
+    def front(self) -> list[FinishedTrial]:
+        """The best complete trial (one objective) or the Pareto set (several)."""
+        return pareto_front(list(self.trials), self.objectives)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What a strategy proposes, when more than a graph: at most one of ``graph`` (a design to evaluate),
+    ``params`` (values of the space's parameters; the study's sampler chooses the rest) and ``sample``
+    (a define-by-run sampler, ``sample(trial, pool) -> graph``, run on the trial the study opens: the study's
+    Optuna sampler picks each value it suggests); none of them: the space's sampler proposes. ``origin``
+    names the trial's source (default: the strategy's name), ``info`` how it was proposed (kept with the
+    trial), ``pool`` the study's prompt pool from now on (instructions or demos the strategy added), and
+    ``attrs`` study attributes to store."""
+
+    graph: AgentGraph | None = None
+    params: Mapping[str, Any] | None = None
+    sample: Callable[[Any, Any], AgentGraph] | None = None
+    origin: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict)
+    pool: Any = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
 
 @runtime_checkable
 class Strategy(Protocol):
-    """The least a search strategy is: propose the next design from what the study has seen, and hear how
-    trials ended. Registered with :class:`~agentsearch.optimizers.proposal.StrategyOptimizer` as its
-    target (one registry line), it gets the study's storage, resume, baselines, retries, pruning and
-    reports for free; the space's sampler proposes when it returns None."""
+    """A search strategy: propose the next design from what the study has seen, and hear how trials ended.
+
+    :class:`~agentsearch.optimizers.proposal.StrategyOptimizer` runs it on a
+    :class:`~agentsearch.optimizers.store.StudyStore` (storage, resume, baselines, retries, pruning,
+    reports), meters its LM calls and checks its proposals against the space. Every built-in strategy is
+    one: the Optuna samplers (``propose`` returns None: the study's sampler samples the space), staged
+    search, evolution, the meta-agent and the instruction proposer. Optional: :class:`Binds` (the proposer
+    model once the study's models run) and :class:`AdaptsSpace`."""
 
     name: str
 
-    def propose(self, archive: Archive, space: Any, rng: random.Random) -> AgentGraph | None:
-        """The next design (a graph of ``space``), or None to let the space's sampler propose."""
+    def propose(self, archive: Archive, space: Any, rng: random.Random) -> AgentGraph | Proposal | None:
+        """The next design (a graph of ``space``, or a :class:`Proposal`), or None: the space's sampler."""
 
     def told(self, trial: FinishedTrial) -> None:
         """A trial finished (any state)."""
@@ -153,13 +206,28 @@ class StrategyContext:
     demo_bootstrap: Callable[[], list[list[dict[str, str]]]] | None = None
 
 
+@runtime_checkable
+class Binds(Protocol):
+    """A strategy that uses the study's context (the proposer model, demo bootstrapping) once models run."""
+
+    def bind(self, context: StrategyContext) -> None: ...
+
+
+@runtime_checkable
+class AdaptsSpace(Protocol):
+    """A strategy that needs more of the space than the user's flags give (e.g. slots for proposed
+    instructions): the study is created over ``adapt(space)``. May raise a one-line UserError."""
+
+    def adapt(self, space: Any) -> Any: ...
+
+
 class Optimizer(ABC):
     """Ask/tell optimizer over agent graphs: the whole contract the search loop and the study use.
 
     A subclass implements :meth:`ask`, :meth:`tell` and :meth:`trials`; everything else has a working
     default for an optimizer that keeps its state in memory (nothing to resume, failed candidates not
-    retried, study attributes in a dict). :class:`~agentsearch.optimizers.optuna_opt.OptunaOptimizer`
-    overrides them with durable storage.
+    retried, study attributes in a dict). :class:`~agentsearch.optimizers.proposal.StrategyOptimizer`
+    overrides them with the durable :class:`~agentsearch.optimizers.store.StudyStore`.
     """
 
     name: str = "optimizer"
@@ -217,20 +285,7 @@ class Optimizer(ABC):
 
     def best(self) -> list[FinishedTrial]:
         """The best complete trial (single objective) or the Pareto set (several objectives)."""
-        done = [t for t in self.trials() if t.state == "COMPLETE" and t.values is not None]
-        if not done:
-            return []
-        if len(self.objectives) == 1:
-            return [max(done, key=lambda t: (t.values[0], -t.number))]  # type: ignore[index]
-        signs = [1.0 if OBJECTIVES[o] == "maximize" else -1.0 for o in self.objectives]
-
-        def dominates(a: FinishedTrial, b: FinishedTrial) -> bool:
-            va = [s * v for s, v in zip(signs, a.values, strict=True)]  # type: ignore[arg-type]
-            vb = [s * v for s, v in zip(signs, b.values, strict=True)]  # type: ignore[arg-type]
-            return all(x >= y for x, y in zip(va, vb, strict=True)) and any(x > y for x, y in zip(va, vb, strict=True))
-
-        front = [t for t in done if not any(dominates(o, t) for o in done if o is not t)]
-        return sorted(front, key=lambda t: (-t.values[0], t.number))  # type: ignore[index]
+        return pareto_front(self.trials(), self.objectives)
 
     def n_finished(self) -> int:
         """Trials that count toward ``--trials``: evaluated ones, COMPLETE or PRUNED (failed ones are redone;

@@ -12,8 +12,9 @@ to this graph). They work on any valid graph, not only the ones the space sample
 as ``branches -> [aggregator] -> [final stage]`` (see :func:`analyze`), with branches found on the
 networkx DAG as the ancestors of each input of the aggregator.
 
-Everything else (durable study, baselines first, duplicate rejection, metering of the proposer's LM
-calls) comes from :class:`~agentsearch.optimizers.proposal.ProposalOptimizer`.
+:class:`Evolution` is a :class:`~agentsearch.optimizers.base.Strategy`; everything else (durable study,
+baselines first, duplicate rejection, metering of the proposer's LM calls) comes from
+:class:`~agentsearch.optimizers.proposal.StrategyOptimizer`.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ import networkx as nx
 from pydantic import ValidationError
 
 from agentsearch.errors import GraphError, UserError
-from agentsearch.optimizers.base import Candidate, FinishedTrial
-from agentsearch.optimizers.proposal import ProposalOptimizer
+from agentsearch.optimizers.base import Archive, FinishedTrial, Proposal, StrategyContext
 from agentsearch.search_space.graph import ENTRY, AgentGraph, NodeConfig
 from agentsearch.search_space.operators import OPERATORS, LMParams
 from agentsearch.search_space.space import FINAL_KNOB, STYLES, RandomTrial, SearchSpace
@@ -557,33 +557,29 @@ def _attempt(operator: Callable[..., AgentGraph | None], *args: Any, **kwargs: A
         return None
 
 
-class EvolutionaryOptimizer(ProposalOptimizer):
+class Evolution:
     """Evolution over agent graphs: tournament (or Pareto-front) parents, crossover, mutation.
 
     Args:
-        space: the search space (its levels decide which mutations apply: ``prompt`` ->
-            instruction, ``module`` -> operator swap and knobs, ``agent`` -> branches, aggregator,
-            final stage and branch crossover).
-        proposer_lm: a DSPy LM that rewrites instructions; without one the space's pool is used.
-            Wrap it in :class:`~agentsearch.evaluators.llm.lm.MeteringMixin` (any LM from ``build_lm``
-            is) so its calls are charged to the trial.
+        proposer_lm: a DSPy LM that rewrites instructions (or given later by :meth:`bind`); without one
+            the space's instructions are used. Its calls are metered by the optimizer running the strategy.
         mutation_rate: probability that a child gets one more mutation (a crossover child: its
             first); at most ``max_mutations`` per child.
         crossover_rate: probability that a child is made by crossover of two parents.
         tournament: tournament size (single objective).
-        mutations: restrict the mutation kinds (names of :data:`MUTATIONS`).
+        mutations: restrict the mutation kinds (names of :data:`MUTATIONS`); the space's levels decide which
+            apply (``prompt`` -> instruction, ``module`` -> operator swap and knobs, ``agent`` -> branches,
+            aggregator, final stage and branch crossover).
         task: a description of the task, for the instruction rewriter.
-        **optuna_kwargs: passed to :class:`OptunaOptimizer` (study_name, storage, sampler, pruner,
-            objectives, seed, baselines, ...).
     """
 
+    name = "evolution"
     max_tries: int = 24  # candidate children per proposal before giving up (the sampler fills in)
     max_llm_rewrites: int = 2  # proposer LM calls per proposal
     max_mutations: int = 3
 
     def __init__(
         self,
-        space: SearchSpace,
         *,
         proposer_lm: dspy.BaseLM | None = None,
         mutation_rate: float = 0.2,
@@ -591,7 +587,6 @@ class EvolutionaryOptimizer(ProposalOptimizer):
         tournament: int = 3,
         mutations: Sequence[str] | None = None,
         task: str = "",
-        **optuna_kwargs: Any,
     ):
         kinds = tuple(mutations) if mutations is not None else tuple(MUTATIONS)
         unknown = sorted(set(kinds) - set(MUTATIONS))
@@ -600,91 +595,94 @@ class EvolutionaryOptimizer(ProposalOptimizer):
                             if unknown else "evolution: at least one mutation kind")
         if not (0.0 <= mutation_rate <= 1.0 and 0.0 <= crossover_rate <= 1.0) or tournament < 1:
             raise UserError("evolution: mutation_rate and crossover_rate in [0, 1], tournament >= 1")
-        super().__init__(space, **optuna_kwargs)
-        self.name = "evolution"
         self.proposer_lm = proposer_lm
         self.mutation_rate = mutation_rate
         self.crossover_rate = crossover_rate
         self.tournament = tournament
         self.task = task
-        self.seed = int(optuna_kwargs.get("seed", 0))
-        self.kinds = tuple(k for k in kinds if _LEVEL[k] in space.levels)
-        self._lineage: dict[str, dict[str, Any]] = {}
+        self.mutations = kinds
+
+    def bind(self, context: StrategyContext) -> None:
+        self.proposer_lm = context.proposer_lm
+
+    def kinds(self, space: SearchSpace) -> tuple[str, ...]:
+        """The mutation kinds that apply to ``space`` (by its levels)."""
+        return tuple(k for k in self.mutations if _LEVEL[k] in space.levels)
 
     # -- selection ------------------------------------------------------------------------------
 
-    def parent_pool(self, archive: list[FinishedTrial]) -> list[FinishedTrial]:
+    def parent_pool(self, archive: Archive) -> list[FinishedTrial]:
         """Who may be a parent: COMPLETE trials (several objectives: the Pareto front)."""
-        done = [t for t in archive if t.state == "COMPLETE" and t.values is not None and t.graph is not None]
-        if self.multi and done:
-            front = [t for t in self.best() if t.graph is not None]
-            return front or done
+        done = [t for t in archive.complete() if t.graph is not None]
+        if len(archive.objectives) > 1 and done:
+            return [t for t in archive.front() if t.graph is not None] or done
         return done
 
-    def select(self, pool: list[FinishedTrial], rng: random.Random) -> FinishedTrial:
+    def select(self, pool: list[FinishedTrial], rng: random.Random, multi: bool = False) -> FinishedTrial:
         """Tournament on the first objective (one objective), uniform over the front (several)."""
-        if self.multi:
+        if multi:
             return rng.choice(pool)
         contestants = rng.sample(pool, min(self.tournament, len(pool)))
         return max(contestants, key=lambda t: (t.values[0], -t.number))  # type: ignore[index]
 
     # -- proposal -------------------------------------------------------------------------------
 
-    def propose(self, archive: list[FinishedTrial]) -> tuple[AgentGraph, str] | None:
-        done = [t for t in archive if t.state == "COMPLETE" and t.values is not None and t.graph is not None]
-        if len(done) < 2 or (not self.kinds and self.crossover_rate == 0):
+    def propose(self, archive: Archive, space: SearchSpace, rng: random.Random) -> Proposal | None:
+        done = [t for t in archive.complete() if t.graph is not None]
+        if len(done) < 2 or (not self.kinds(space) and self.crossover_rate == 0):
             return None
-        rng = random.Random(self.seed + len(self.study.get_trials(deepcopy=False)))
         pool = self.parent_pool(archive)
-        seen = self.seen_hashes()
+        multi = len(archive.objectives) > 1
         budget = {"llm": self.max_llm_rewrites}
         for _ in range(self.max_tries):
-            made = self._child(pool, rng, budget)
+            made = self._child(pool, rng, budget, space, multi)
             if made is None:
                 continue
             child, origin, parents, ops = made
-            if child.config_hash in seen or self.space.check(child) is not None:
+            if child.config_hash in archive.seen or space.check(child) is not None:
                 continue
             kind = origin.split(":")[-1]
             child = child.model_copy(update={"name": f"evo-{kind}-{child.config_hash[:6]}"})
-            self._lineage[child.config_hash] = {"parents": parents, "mutations": ops}
-            return child, origin
+            return Proposal(graph=child, origin=origin, info={"parents": parents, "mutations": ops})
         log.info("evolution: no new child within budget after %d tries; the sampler fills in", self.max_tries)
         return None
 
+    def told(self, trial: FinishedTrial) -> None:
+        return None
+
     def _child(
-        self, pool: list[FinishedTrial], rng: random.Random, budget: dict[str, int]
+        self, pool: list[FinishedTrial], rng: random.Random, budget: dict[str, int], space: SearchSpace, multi: bool
     ) -> tuple[AgentGraph, str, list[int], list[str]] | None:
-        first = self.select(pool, rng)
+        first = self.select(pool, rng, multi)
         graph: AgentGraph | None = None
         parents, ops = [first.number], []
         if len(pool) > 1 and rng.random() < self.crossover_rate:
             others = [t for t in pool if t.graph.config_hash != first.graph.config_hash]  # type: ignore[union-attr]
             if others:
-                second = self.select(others, rng)
-                graph = self.crossover(first.graph, second.graph, rng)  # type: ignore[arg-type]
+                second = self.select(others, rng, multi)
+                graph = self.crossover(first.graph, second.graph, rng, space)  # type: ignore[arg-type]
                 if graph is not None:
                     parents.append(second.number)
         origin = "evolution:crossover"
         if graph is None:
-            graph = self.mutate(first.graph, rng, first.values[0], budget, ops)  # type: ignore[arg-type,index]
+            graph = self.mutate(first.graph, rng, first.values[0], budget, ops, space)  # type: ignore[arg-type,index]
             if graph is None:
                 return None
             origin = f"evolution:mutate:{ops[0]}"
-        while self.kinds and len(ops) < self.max_mutations and rng.random() < self.mutation_rate:
-            more = self.mutate(graph, rng, first.values[0], budget, ops)  # type: ignore[index]
+        while self.kinds(space) and len(ops) < self.max_mutations and rng.random() < self.mutation_rate:
+            more = self.mutate(graph, rng, first.values[0], budget, ops, space)  # type: ignore[index]
             if more is None:
                 break
             graph = more
         return graph, origin, parents, ops
 
-    def crossover(self, a: AgentGraph, b: AgentGraph, rng: random.Random) -> AgentGraph | None:
+    def crossover(self, a: AgentGraph, b: AgentGraph, rng: random.Random, space: SearchSpace) -> AgentGraph | None:
         ways = [crossover_configs]
-        if "agent" in self.space.levels:
+        if "agent" in space.levels:
             ways.append(crossover_branches)
         rng.shuffle(ways)
         for way in ways:
-            child = _attempt(way, a, b, rng, self.space)
+            child = _attempt(way, a, b, rng, space)
             if child is not None:
                 return child
         return None
@@ -696,30 +694,20 @@ class EvolutionaryOptimizer(ProposalOptimizer):
         score: float | None,
         budget: dict[str, int],
         ops: list[str],
+        space: SearchSpace,
     ) -> AgentGraph | None:
         """One mutation of ``graph`` (kinds tried in random order until one applies); appends its kind."""
-        kinds = list(self.kinds)
+        kinds = list(self.kinds(space))
         rng.shuffle(kinds)
         for kind in kinds:
             if kind == "instruction":
                 lm = self.proposer_lm if budget["llm"] > 0 else None
                 if lm is not None:
                     budget["llm"] -= 1
-                child = _attempt(rewrite_instruction, graph, rng, self.space, lm=lm, task=self.task, score=score)
+                child = _attempt(rewrite_instruction, graph, rng, space, lm=lm, task=self.task, score=score)
             else:
-                child = _attempt(MUTATIONS[kind], graph, rng, self.space)
+                child = _attempt(MUTATIONS[kind], graph, rng, space)
             if child is not None:
                 ops.append(kind)
                 return child
         return None
-
-    # -- lineage --------------------------------------------------------------------------------
-
-    def ask(self) -> Candidate:
-        candidate = super().ask()
-        info = self._lineage.pop(candidate.graph.config_hash, None)
-        if info is not None and candidate.origin.startswith("evolution:"):
-            candidate.handle.set_user_attr("parents", info["parents"])
-            candidate.handle.set_user_attr("mutations", info["mutations"])
-            candidate.info.update({"proposer": "evolution", "parents": info["parents"], "mutations": info["mutations"]})
-        return candidate

@@ -17,8 +17,7 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
-from agentsearch.optimizers.base import StrategyContext
-from agentsearch.optimizers.proposal import ProposingOptimizer
+from agentsearch.optimizers.base import Archive, FinishedTrial, Proposal, StrategyContext
 from agentsearch.search_space.operators import DEFAULT_FORMAT
 from agentsearch.search_space.space import PromptPool, SearchSpace
 
@@ -82,71 +81,69 @@ def bootstrap_demo_sets(
     return [good[i : i + k] for i in range(0, len(good) - k + 1, k)][:sets]
 
 
-class InstructionProposer(ProposingOptimizer):
-    """TPE over the space, plus LLM-written instructions and bootstrapped demos joining the pool."""
+class InstructionProposer:
+    """A strategy: TPE (the study's sampler) over the space, plus LLM-written instructions and bootstrapped
+    demos joining the study's prompt pool."""
+
+    name = "proposer"
 
     def __init__(
         self,
-        space: SearchSpace,
         *,
         proposer_lm: dspy.BaseLM | None = None,
         task: str = "Answer the question correctly.",
         propose_every: int = 3,
         demo_bootstrap: Callable[[], list[list[dict[str, str]]]] | None = None,
         bootstrap_demos: bool = False,
-        **kwargs: Any,
     ):
+        self.proposer_lm = proposer_lm
+        self.task = task
+        self.propose_every = propose_every
+        self.demo_bootstrap = demo_bootstrap
+        self.bootstrap_demos = bootstrap_demos
+
+    def adapt(self, space: SearchSpace) -> SearchSpace:
+        """Slots for proposed instructions and bootstrapped demo sets (Optuna's choices can't grow later)."""
         if "prompt" not in space.levels:
             from agentsearch.errors import UserError
 
             raise UserError("--optimizer proposer writes instructions: include 'prompt' in --levels")
         import dataclasses
 
-        space = dataclasses.replace(
+        return dataclasses.replace(
             space,
             proposal_slots=max(space.proposal_slots, 8),
-            # demo sets are bootstrapped from the train split once the LMs exist (study.run_study sets
+            # demo sets are bootstrapped from the train split once the LMs exist (study.run_study binds
             # demo_bootstrap then): their choices must be in the space from the first trial
-            demo_slots=max(space.demo_slots, 2 if (demo_bootstrap or bootstrap_demos) else 0),
+            demo_slots=max(space.demo_slots, 2 if (self.demo_bootstrap or self.bootstrap_demos) else 0),
         )
-        super().__init__(space, **kwargs)
-        self.name = "proposer"
-        self.proposer_lm = proposer_lm
-        self.task = task
-        self.propose_every = propose_every
-        self.demo_bootstrap = demo_bootstrap
-
-    def _save_pool(self, pool: PromptPool) -> None:
-        """The pool is replaced, never changed in place: trials already sampled keep what they saw."""
-        self.pool = pool
-        self.study.set_user_attr("prompt_pool", pool.to_dict())
 
     def bind(self, context: StrategyContext) -> None:
-        super().bind(context)
+        self.proposer_lm = context.proposer_lm
         if context.demo_bootstrap is not None:
             self.demo_bootstrap = context.demo_bootstrap
 
-    def _proposal_step(self) -> None:
-        self._maybe_bootstrap()
-        self._maybe_propose()
+    def told(self, trial: FinishedTrial) -> None:
+        return None
 
-    def _maybe_bootstrap(self) -> None:
-        if self.demo_bootstrap is None or self.pool.demo_sets or self.study.user_attrs.get("demos_bootstrapped"):
-            return
-        pool = self.pool.with_demo_sets(self.demo_bootstrap())
-        self.study.set_user_attr("demos_bootstrapped", True)
-        self._save_pool(pool)
-
-    def _maybe_propose(self) -> None:
+    def propose(self, archive: Archive, space: SearchSpace, rng: Any = None) -> Proposal | None:
+        """Bootstrap demo sets once (a new pool, nothing else this time); else, every few trials, a new
+        instruction tried on the best configuration so far."""
+        pool: PromptPool = archive.pool or PromptPool()
+        if self.demo_bootstrap is not None and not pool.demo_sets and not archive.attrs.get("demos_bootstrapped"):
+            return Proposal(pool=pool.with_demo_sets(self.demo_bootstrap()), attrs={"demos_bootstrapped": True})
         if self.proposer_lm is None:
-            return
-        done = [t for t in self.trials() if t.state == "COMPLETE" and t.params]
-        if len(done) < 2 or len(done) % self.propose_every or len(self.pool.instructions) >= self.space.proposal_slots:
-            return
+            return None
+        return self._instruction(archive, space, pool)
+
+    def _instruction(self, archive: Archive, space: SearchSpace, pool: PromptPool) -> Proposal | None:
+        done = [t for t in archive.complete() if t.params]
+        if len(done) < 2 or len(done) % self.propose_every or len(pool.instructions) >= space.proposal_slots:
+            return None
         best = max(done, key=lambda t: t.values[0])  # type: ignore[index]
         slots = [k for k in best.params if k.startswith("prompt.") and k.endswith(".instruction")]
         if not slots:
-            return
+            return None
         slot = sorted(slots)[0]
         node_id = slot.split(".")[1]
         current = best.graph.node(node_id).params.instruction if best.graph else None  # type: ignore[union-attr]
@@ -176,13 +173,12 @@ class InstructionProposer(ProposingOptimizer):
             out = propose(**inputs, config={"temperature": 0.7, "rollout_id": len(done)})
         text = " ".join(str(out.new_instruction or "").split())[:2000]
         if len(text) < 10:
-            return
-        pool, position = self.pool.with_instruction(text)
+            return None
+        pool, position = pool.with_instruction(text)
         if position < 0:
-            return
-        self._save_pool(pool)
+            return None
         params = dict(best.params)
-        params[slot] = len(self.space.instructions) + position
+        params[slot] = len(space.instructions) + position
         if f"prompt.{node_id}.style" in params:
             params[f"prompt.{node_id}.style"] = "plain"
         proposal = {
@@ -192,7 +188,5 @@ class InstructionProposer(ProposingOptimizer):
             **inputs,
             "new_instruction": text,
         }
-        self.study.enqueue_trial(
-            params, user_attrs={"origin": "proposer:instruction", "proposal": proposal}, skip_if_exists=False
-        )
         log.info("proposed instruction %d for %s: %s", position, node_id, text[:120])
+        return Proposal(params=params, origin="proposer:instruction", info=proposal, pool=pool)

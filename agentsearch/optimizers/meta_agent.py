@@ -3,7 +3,8 @@
 The proposer LLM sees the archive of evaluated graphs (YAML, validation score, cost) and the operator
 catalogue, and writes a new graph in YAML. The YAML is validated, never executed: an invalid graph
 gets its one-line validation error back for up to two repairs; a graph equal (same config hash) to
-one already evaluated is rejected without evaluation (see :class:`ProposalOptimizer`).
+one already tried is rejected without evaluation. :class:`MetaAgent` is a
+:class:`~agentsearch.optimizers.base.Strategy`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from agentsearch.errors import GraphError
-from agentsearch.optimizers.base import FinishedTrial
-from agentsearch.optimizers.proposal import ProposalOptimizer
+from agentsearch.optimizers.base import Archive, FinishedTrial, Proposal, StrategyContext
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.operators import OPERATORS
 from agentsearch.search_space.space import SearchSpace
@@ -93,37 +93,35 @@ def extract_yaml(text: str) -> str:
     return (m.group(1) if m else text or "").strip()
 
 
-class MetaAgentOptimizer(ProposalOptimizer):
+class MetaAgent:
     """An LLM designs whole graphs from the archive; validated, repaired, deduplicated."""
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        *,
-        proposer_lm: dspy.BaseLM | None = None,
-        task: str = "Answer the question.",
-        repairs: int = 2,
-        **kwargs: Any,
-    ):
-        super().__init__(space, **kwargs)
-        self.name = "meta-agent"
+    name = "meta-agent"
+
+    def __init__(self, *, proposer_lm: dspy.BaseLM | None = None, task: str = "Answer the question.", repairs: int = 2):
         self.proposer_lm = proposer_lm
         self.task = task
         self.repairs = repairs
 
-    def propose(self, archive: list[FinishedTrial]) -> tuple[AgentGraph, str, dict[str, Any]] | None:
-        if self.proposer_lm is None or sum(t.state == "COMPLETE" for t in archive) < 2:
+    def bind(self, context: StrategyContext) -> None:
+        self.proposer_lm = context.proposer_lm
+
+    def told(self, trial: FinishedTrial) -> None:
+        return None
+
+    def propose(self, archive: Archive, space: SearchSpace, rng: Any = None) -> Proposal | None:
+        if self.proposer_lm is None or len(archive.complete()) < 2:
             return None  # baselines (or the sampler) first
         design = dspy.Predict(DesignAgent)
         design.set_lm(self.proposer_lm)
         budget = (
-            f"at most {self.space.max_calls_per_question} LM calls per question"
-            if self.space.max_calls_per_question
+            f"at most {space.max_calls_per_question} LM calls per question"
+            if space.max_calls_per_question
             else "no hard limit; cheaper is better"
         )
         feedback = ""
-        seen = self.seen_hashes()
-        shown = render_archive(archive)
+        seen = archive.seen
+        shown = render_archive(list(archive.trials))
         attempts: list[dict[str, str]] = []  # what the proposer was told and wrote, logged with the trial
         for attempt in range(self.repairs + 1):
             if attempts:
@@ -134,11 +132,11 @@ class MetaAgentOptimizer(ProposalOptimizer):
                 with dspy.context(adapter=proposer_adapter()):
                     out = design(
                         task=self.task,
-                        catalogue=catalogue(self.space),
+                        catalogue=catalogue(space),
                         archive=shown,
                         budget=budget,
                         feedback=feedback or "(none)",
-                        config={"temperature": 0.8, "rollout_id": len(archive) * 10 + attempt},
+                        config={"temperature": 0.8, "rollout_id": len(archive.trials) * 10 + attempt},
                     )
             except AdapterParseError as exc:
                 feedback = f"your reply could not be read: {str(exc).splitlines()[0][:200]}"
@@ -151,7 +149,7 @@ class MetaAgentOptimizer(ProposalOptimizer):
                 feedback = f"invalid graph: {exc}. Fix exactly this and resend the whole YAML."
                 log.info("meta-agent attempt %d invalid: %s", attempt + 1, exc)
                 continue
-            outside = self.space.check(graph)  # the space's own rules: budget, models, formats, operators
+            outside = space.check(graph)  # the space's own rules: budget, models, formats, operators
             if outside is not None:
                 feedback = outside
                 continue
@@ -159,6 +157,6 @@ class MetaAgentOptimizer(ProposalOptimizer):
                 feedback = "that agent was already evaluated (see the archive); propose a different one."
                 continue
             info = {"archive": shown, "budget": budget, "attempts": attempts}
-            return graph.model_copy(update={"name": f"meta-{len(archive)}"}), "meta-agent", info
+            return Proposal(graph=graph.model_copy(update={"name": f"meta-{len(archive.trials)}"}), info=info)
         log.warning("meta-agent gave no valid new graph after %d attempts; sampling instead", self.repairs + 1)
         return None

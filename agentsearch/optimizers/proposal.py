@@ -1,164 +1,178 @@
-"""Proposal-based optimizers: strategies that write whole candidate graphs (an LLM meta-agent, evolution).
+"""Runs a :class:`~agentsearch.optimizers.base.Strategy` on a study: :class:`StrategyOptimizer`.
 
-They keep all state in the same durable Optuna study as the samplers: a proposal is enqueued as a
-fixed graph and asked back as a trial, so resume, reports, MLflow and export work unchanged. The
-proposer's own LM calls are metered and charged to the trial they produced (``proposer_calls``,
-``proposer_tokens``), so budgets and projections include them.
+Every strategy, built in or not, runs here over one :class:`~agentsearch.optimizers.store.StudyStore`:
+a proposal is checked against the space, deduplicated and queued in the study (or, for a define-by-run
+proposal, sampled on the trial the study opens), so resume, reports, MLflow and export are the same for
+all. The strategy's LM calls are metered here, once for every strategy, and charged to the trial they
+produced (``proposer_calls``, ``proposer_tokens``), so budgets and projections include them; a raising
+``propose`` is a proposer failure (:class:`ProposerFailures`).
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from abc import abstractmethod
 from typing import Any
 
 from agentsearch.evaluators.llm.lm import Meter, metering
-from agentsearch.optimizers.base import Archive, Candidate, FinishedTrial, Strategy, StrategyContext, TrialResult
-from agentsearch.optimizers.optuna_opt import OptunaOptimizer
-from agentsearch.search_space.graph import AgentGraph
+from agentsearch.optimizers.base import (
+    AdaptsSpace,
+    Archive,
+    Binds,
+    Candidate,
+    FinishedTrial,
+    Optimizer,
+    Proposal,
+    Strategy,
+    StrategyContext,
+    TrialResult,
+)
+from agentsearch.optimizers.store import Design, StudyStore
 
 log = logging.getLogger(__name__)
 
 
-class ProposingOptimizer(OptunaOptimizer):
-    """The one place proposer LM calls are metered, charged and their failures counted, for every strategy
-    that proposes with an LLM (graphs: :class:`ProposalOptimizer`; instructions: the instruction proposer).
+class StrategyOptimizer(Optimizer):
+    """A strategy over the study store, with the whole :class:`Optimizer` contract.
 
-    When nothing is queued, :meth:`ask` runs :meth:`_proposal_step` (which may enqueue a proposal) under a
-    meter; the usage is charged to the trial asked next (``proposer_calls``, ``proposer_tokens``, and in its
-    ``calls``/``tokens``). A step that raises is a proposer failure (:class:`ProposerFailures`); one whose
-    LM answered at least once resets the count.
+    ``strategy`` is the strategy object or a class called with no arguments; the other keyword arguments
+    make the store (study name, storage, sampler, pruner, objectives, seed, baselines, ...). When nothing
+    is queued, :meth:`ask` runs the strategy's ``propose`` under a meter; its usage is charged to the trial
+    asked next. A proposal outside the space is dropped (the sampler proposes); one that duplicates a
+    trial of the study is asked again, up to ``max_attempts`` times.
     """
 
-    proposer_lm: Any = None
+    max_attempts: int = 4
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._pending_usage: dict[int, Meter] = {}
+    def __init__(self, space: Any, *, strategy: Any, seed: int = 0, **store: Any) -> None:
+        self.strategy: Strategy = strategy() if isinstance(strategy, type) else strategy
+        if not isinstance(self.strategy, Strategy):
+            raise TypeError(f"{self.strategy!r} is not a Strategy (name, propose, told)")
+        if isinstance(self.strategy, AdaptsSpace):
+            space = self.strategy.adapt(space)
+        self.space = space
+        self.name = self.strategy.name
+        self.seed = seed
+        self.store = StudyStore(space, seed=seed, **store)
+        self.objectives = self.store.objectives
+        self.resumed = self.store.resumed
         self.failures = ProposerFailures(self)
+        self._pending_usage: dict[int, Meter] = {}
+
+    # -- the study, as the store keeps it ------------------------------------------------------------
+
+    @property
+    def study(self) -> Any:
+        """The Optuna study (for reports and tests; strategies read :meth:`archive`)."""
+        return self.store.study
+
+    @property
+    def pool(self) -> Any:
+        return self.store.pool
+
+    def archive(self) -> Archive:
+        return self.store.archive()
 
     def bind(self, context: StrategyContext) -> None:
-        self.proposer_lm = context.proposer_lm
+        if isinstance(self.strategy, Binds):
+            self.strategy.bind(context)
 
-    @abstractmethod
-    def _proposal_step(self) -> None:
-        """Propose (enqueue) what comes next, if anything; may call the proposer LM."""
+    def requeue(self, candidate: Candidate) -> None:
+        self.store.requeue(candidate)
+
+    def taken_before(self, number: int) -> int:
+        return self.store.taken_before(number)
+
+    def complete_metrics(self, config_hash: str) -> dict[str, float] | None:
+        return self.store.complete_metrics(config_hash)
+
+    def running_elsewhere(self, before: int | None = None) -> int:
+        return self.store.running_elsewhere(before)
+
+    def attrs(self) -> dict[str, Any]:
+        return self.store.attrs()
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.store.set_attr(key, value)
+
+    def should_prune(self, candidate: Candidate, step: int, value: float) -> bool:
+        return self.store.should_prune(candidate, step, value)
+
+    def trials(self) -> list[FinishedTrial]:
+        return self.store.trials()
+
+    def best(self) -> list[FinishedTrial]:
+        return self.store.best()
+
+    def n_finished(self) -> int:
+        return self.store.n_finished()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- ask / tell ---------------------------------------------------------------------------------
 
     def ask(self) -> Candidate:
         meter: Meter | None = None
-        if self.n_waiting() == 0:
+        design: Design | None = None
+        if self.store.n_waiting() == 0:
             meter = Meter()
             with metering(meter):
                 try:
-                    self._proposal_step()
+                    design = self._propose()
                 except Exception as exc:  # noqa: BLE001 - recorded with the trial; the study stops if it always fails
                     self.failures.record(exc)
                 else:
                     usage = meter.total
                     if usage.calls > usage.failed_calls:  # the proposer answered: the count starts again
                         self.failures.succeeded()
-        candidate = super().ask()
+        candidate = self.store.ask(design)
         self.failures.mark(candidate)
         if meter is not None and meter.total.calls:
             self._pending_usage[candidate.number] = meter
         return candidate
 
+    def _propose(self) -> Design | None:
+        """Ask the strategy; queue its design (or return its define-by-run sampler). None: the sampler's turn."""
+        archive = self.store.archive()
+        for attempt in range(self.max_attempts):
+            rng = random.Random(self.seed + archive.n_total + attempt)
+            out = self.strategy.propose(archive, self.space, rng)
+            if out is None:
+                return None
+            proposal = out if isinstance(out, Proposal) else Proposal(graph=out)
+            if proposal.pool is not None:
+                self.store.set_pool(proposal.pool)
+            for key, value in proposal.attrs.items():
+                self.store.set_attr(key, value)
+            origin = proposal.origin or self.name
+            info = {"proposer": self.name, **proposal.info} if proposal.info else {}
+            if proposal.sample is not None:
+                sample = proposal.sample
+                return lambda trial, pool: (sample(trial, pool), origin)
+            if proposal.params is not None:
+                self.store.enqueue_params(proposal.params, origin, info)
+                return None
+            if proposal.graph is None:
+                return None
+            outside = self.space.check(proposal.graph)
+            if outside is not None:
+                log.info("%s proposed a design outside the space (%s); the sampler proposes", self.name, outside)
+                return None
+            if proposal.graph.config_hash in archive.seen:
+                log.info("%s proposal %d is a duplicate of a trial; rejected", self.name, attempt + 1)
+                continue
+            self.store.enqueue(proposal.graph, origin=origin, info=info or {"proposer": self.name})
+            return None
+        return None
+
     def tell(self, candidate: Candidate, result: TrialResult) -> None:
         charge_proposer(result, self._pending_usage.pop(candidate.number, None))
         proposer_failed_metric(result, candidate)
-        super().tell(candidate, result)
-
-
-class ProposalOptimizer(ProposingOptimizer):
-    """Base: ``propose()`` writes the next graph from the archive; queued trials (baselines) go first.
-
-    Subclasses implement :meth:`propose`. ``max_attempts`` proposals that are invalid or duplicates
-    of evaluated graphs are rejected without evaluation; after that the space's sampler fills in.
-    """
-
-    max_attempts: int = 4
-
-    @abstractmethod
-    def propose(self, archive: list[FinishedTrial]) -> tuple[Any, ...] | None:
-        """``(graph, origin)`` or ``(graph, origin, info)`` (how it was proposed: the proposer's inputs and
-        output, logged with the trial), or None to let the sampler decide."""
-
-    def archive(self) -> list[FinishedTrial]:
-        """Evaluated trials with a graph: what proposers learn from."""
-        return [t for t in self.trials() if t.graph is not None and t.state in ("COMPLETE", "PRUNED")]
-
-    def seen_hashes(self) -> set[str]:
-        """Config hashes of every trial so far (finished, running or queued): proposals must be new."""
-        seen = set()
-        for t in self.study.get_trials(deepcopy=False):
-            h = t.user_attrs.get("config_hash")
-            if h:
-                seen.add(h)
-            elif t.user_attrs.get("fixed_graph"):
-                seen.add(AgentGraph.from_text(t.user_attrs["fixed_graph"]).config_hash)
-        return seen
-
-    def _proposal_step(self) -> None:
-        proposal = self._propose_new()
-        if proposal is not None:
-            graph, origin, info = proposal
-            self.enqueue(graph, origin=origin, info=info)
-
-    def _propose_new(self) -> tuple[AgentGraph, str, dict[str, Any]] | None:
-        seen = self.seen_hashes()
-        archive = self.archive()
-        for attempt in range(self.max_attempts):
-            proposal = self.propose(archive)
-            if proposal is None:
-                return None
-            graph, origin = proposal[0], proposal[1]
-            if graph.config_hash in seen:
-                log.info("%s proposal %d is a duplicate of an evaluated graph; rejected", self.name, attempt + 1)
-                continue
-            info = dict(proposal[2]) if len(proposal) > 2 else {}
-            return graph, origin, {"proposer": self.name, **info}
-        return None
-
-
-class StrategyOptimizer(ProposalOptimizer):
-    """Runs any :class:`~agentsearch.optimizers.base.Strategy` (``propose``/``told`` only) on the study:
-    ``strategy`` is the strategy object or a class called with no arguments. Its proposals are checked
-    against the space, deduplicated and queued like every proposer's; a raising ``propose`` is a proposer
-    failure (recorded, and the study stops after 3 in a row)."""
-
-    def __init__(self, space: Any, *, strategy: Any, seed: int = 0, **kwargs: Any) -> None:
-        super().__init__(space, seed=seed, **kwargs)
-        self.strategy: Strategy = strategy() if isinstance(strategy, type) else strategy
-        if not isinstance(self.strategy, Strategy):
-            raise TypeError(f"{self.strategy!r} is not a Strategy (name, propose, told)")
-        self.name = self.strategy.name
-        self.seed = seed
-
-    def propose(self, archive: list[FinishedTrial]) -> tuple[Any, ...] | None:
-        view = Archive(
-            trials=tuple(archive),
-            seen=frozenset(self.seen_hashes()),
-            objectives=self.objectives,
-            n_total=len(self.study.get_trials(deepcopy=False)),
-        )
-        graph = self.strategy.propose(view, self.space, random.Random(self.seed + view.n_total))
-        if graph is None:
-            return None
-        outside = self.space.check(graph)
-        if outside is not None:
-            log.info("%s proposed a design outside the space (%s); the sampler proposes", self.name, outside)
-            return None
-        return graph, self.name
-
-    def tell(self, candidate: Candidate, result: TrialResult) -> None:
-        super().tell(candidate, result)
-        from agentsearch.optimizers.optuna_opt import finished_trial
-
-        frozen = self.study.get_trials(deepcopy=False)
-        stored = next((t for t in frozen if t.number == candidate.number), None)
-        if stored is not None and stored.state.is_finished():
-            self.strategy.told(finished_trial(stored))
+        self.store.tell(candidate, result)
+        stored = self.store.finished(candidate.number)
+        if stored is not None:
+            self.strategy.told(stored)
 
 
 class ProposerFailures:

@@ -1,12 +1,13 @@
 """Search strategies by name (``--optimizer``): data only, so the CLI reads it without importing Optuna.
 
-A new strategy is its module and one ``STRATEGIES.add`` line here: either an object with ``name``,
+A new strategy is its module and one ``STRATEGIES.add`` line here: a class whose objects have ``name``,
 ``propose(archive, space, rng)`` and ``told(trial)`` (the :class:`~agentsearch.optimizers.base.Strategy`
-protocol), registered as ``StrategyEntry(name, help, "agentsearch.optimizers.proposal:StrategyOptimizer",
-options={"strategy": MyStrategy})``, or a full :class:`~agentsearch.optimizers.base.Optimizer`.
-``takes`` names what of the study's context its constructor accepts (``proposer_lm``, ``task``,
-``n_trials``, ``demo_bootstrap``, ``bootstrap_demos``); everything else it gets is the Optuna study's
-settings (storage, sampler, pruner, seed, ...).
+protocol), registered as ``StrategyEntry(name, help, "my.module:MyStrategy")`` and run over the study by
+:class:`~agentsearch.optimizers.proposal.StrategyOptimizer`, as every built-in strategy is; or a full
+:class:`~agentsearch.optimizers.base.Optimizer` subclass, called with the study's settings. ``takes`` names
+what of the study's context the constructor accepts (``proposer_lm``, ``task``, ``n_trials``,
+``demo_bootstrap``, ``bootstrap_demos``); ``options`` are fixed constructor arguments; ``sampler`` the Optuna
+sampler of the study (default: ``--sampler``).
 """
 
 from __future__ import annotations
@@ -28,18 +29,16 @@ PROMPT_OPTIMIZERS = tuple(PROMPT_OPTIMIZER_CALLS)
 @dataclass(frozen=True)
 class StrategyEntry(Entry):
     """A strategy: ``llm`` when it proposes with the proposer model; upper-bound proposer calls for the
-    budget projection (per trial, and once per study); ``options`` are fixed constructor arguments."""
+    budget projection (per trial, and once per study); ``options`` are fixed constructor arguments;
+    ``sampler`` the study's Optuna sampler (default: ``--sampler``). Built by
+    :func:`agentsearch.optimizers.make_optimizer`."""
 
     takes: tuple[str, ...] = ()
     llm: bool = False
     proposer_calls_per_trial: float = 0.0
     proposer_calls_per_study: int = 0
     options: Mapping[str, Any] = field(default_factory=dict)
-
-    def build(self, space: Any, *, context: Mapping[str, Any], **study: Any) -> Any:
-        """The strategy over ``space``: ``study`` are the Optuna study's settings, ``context`` what it may take."""
-        taken = {key: context[key] for key in self.takes if key in context}
-        return self.load()(space, **{**study, **taken, **self.options})
+    sampler: str | None = None
 
 
 STRATEGIES: Registry[StrategyEntry] = Registry("optimizer", "--optimizer")
@@ -48,8 +47,9 @@ for _sampler in SAMPLERS:
         StrategyEntry(
             _sampler,
             f"Optuna's {_sampler} sampler over the space",
-            "agentsearch.optimizers.optuna_opt:OptunaOptimizer",
-            options={"sampler": _sampler},
+            "agentsearch.optimizers.samplers:SamplerStrategy",
+            options={"name": _sampler},
+            sampler=_sampler,
         )
     )
 STRATEGIES.add(
@@ -67,7 +67,7 @@ STRATEGIES.add(
     StrategyEntry(
         "meta-agent",
         "an LLM writes whole graphs from the archive (ADAS-style)",
-        "agentsearch.optimizers.meta_agent:MetaAgentOptimizer",
+        "agentsearch.optimizers.meta_agent:MetaAgent",
         takes=("proposer_lm", "task"),
         llm=True,
         proposer_calls_per_trial=3.0,  # a design and up to two repairs
@@ -77,7 +77,7 @@ STRATEGIES.add(
     StrategyEntry(
         "evolution",
         "mutation and crossover of graphs (AFlow/EvoFlow-style)",
-        "agentsearch.optimizers.evolution:EvolutionaryOptimizer",
+        "agentsearch.optimizers.evolution:Evolution",
         takes=("proposer_lm", "task"),
         llm=True,
         proposer_calls_per_trial=1.0,
@@ -87,7 +87,7 @@ STRATEGIES.add(
     StrategyEntry(
         "staged",
         "prompts, then topology, then prompts again (MASS-style)",
-        "agentsearch.optimizers.staged:StagedOptimizer",
+        "agentsearch.optimizers.staged:Staged",
         takes=("n_trials",),
     )
 )

@@ -43,7 +43,7 @@ def study_config(
     ``"0.1"``); ``--strategy staged`` is ``--optimizer staged``; names are checked here, before any data is
     loaded (each check's error names its flag). ``settings`` are :class:`StudyConfig` fields as they are."""
     from agentsearch.optimizers.base import parse_objectives
-    from agentsearch.optimizers.optuna_opt import make_pruner, make_sampler
+    from agentsearch.optimizers.store import make_pruner, make_sampler
     from agentsearch.optimizers.registry import STRATEGIES
     from agentsearch.search_space.baselines import check_baseline_names
     from agentsearch.search_space.space import SearchSpace

@@ -30,7 +30,7 @@ from agentsearch.optimizers.base import (
     TrialResult,
     parse_objectives,
 )
-from agentsearch.optimizers.optuna_opt import open_storage
+from agentsearch.optimizers.store import open_storage
 from agentsearch.optimizers.registry import PROMPT_OPTIMIZER_CALLS, PROMPT_OPTIMIZERS, STRATEGIES
 from agentsearch.runs.loop import LoopStats, SearchLoop
 from agentsearch.search_space.baselines import baseline_graphs, baseline_variants
@@ -510,7 +510,7 @@ def finalize_study(
         # no contender could be completed (the endpoint failed): the search's own best, as it stands
         best = [selection.winner.trial] if selection is not None else optimizer.best()
         if selection is not None:
-            from agentsearch.optimizers.optuna_opt import SELECTED_ATTR
+            from agentsearch.optimizers.store import SELECTED_ATTR
 
             optimizer.set_attr("agentsearch.selection", store)
             optimizer.set_attr(SELECTED_ATTR, selection.winner.trial.number)

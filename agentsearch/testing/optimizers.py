@@ -9,7 +9,9 @@ implement :meth:`~OptimizerContract.make`; every test of the suite then runs aga
         multi_objective = False
 
         def make(self, path, objectives=("accuracy",), baselines=None, study="s", space=None):
-            return MyStrategy(space or SearchSpace(), storage=path / "study.log", ...)
+            return StrategyOptimizer(space or SearchSpace(), strategy=MyStrategy(), study_name=study,
+                                     storage=open_storage(str(path / "study.log"), path),
+                                     objectives=objectives, baselines=baselines)
 
 ``make`` gets the directory the study must live in (so that a second ``make`` on the same path is
 the same study, resumed), the objectives and the baselines to enqueue. Scores come from

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from agentsearch.optimizers.base import Candidate, Optimizer, StrategyContext, TrialResult
-from agentsearch.optimizers.optuna_opt import OptunaOptimizer, open_storage
+from agentsearch.optimizers.proposal import StrategyOptimizer
+from agentsearch.optimizers.samplers import SamplerStrategy
+from agentsearch.optimizers.store import open_storage
 from agentsearch.search_space.graph import ENTRY, AgentGraph
 from agentsearch.search_space.space import SearchSpace
 from agentsearch.testing.optimizers import OptimizerContract, complete, scripted_proposer
@@ -24,8 +26,9 @@ Factory = Callable[..., Optimizer]
 
 def _optuna(sampler: str) -> Factory:
     def make(path: Path, objectives=("accuracy",), baselines=None, study="s", space=None) -> Optimizer:
-        return OptunaOptimizer(
+        return StrategyOptimizer(
             space or SearchSpace(),
+            strategy=SamplerStrategy(sampler),
             study_name=study,
             storage=open_storage(str(path / "study.log"), path),
             sampler=sampler,
@@ -157,6 +160,17 @@ def test_every_registered_strategy_runs_the_contract():
     assert set(STRATEGIES.names()) - needs_torch == set(FACTORIES)
 
 
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_every_built_in_strategy_is_a_protocol_object_over_the_study_store(name, tmp_path):
+    """The loop owns one kind of optimizer: a Strategy (propose/told, no storage) run over the study store."""
+    from agentsearch.optimizers.base import Strategy
+    from agentsearch.optimizers.store import StudyStore
+
+    opt = FACTORIES[name](tmp_path)
+    assert type(opt) is StrategyOptimizer and isinstance(opt.strategy, Strategy)
+    assert isinstance(opt.store, StudyStore) and not hasattr(opt.strategy, "study")
+
+
 class _Hillclimber:
     """A strategy written against the Strategy protocol alone: no base class, no storage, no Optuna."""
 
@@ -183,8 +197,6 @@ class _Hillclimber:
 
 
 def _protocol_strategy(path: Path, objectives=("accuracy",), baselines=None, study="s", space=None) -> Optimizer:
-    from agentsearch.optimizers.proposal import StrategyOptimizer
-
     return StrategyOptimizer(
         space or SearchSpace(), strategy=_Hillclimber, study_name=study,
         storage=open_storage(str(path / "study.log"), path), sampler="tpe", pruner="sha", objectives=objectives,

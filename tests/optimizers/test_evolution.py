@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import random
 from pathlib import Path
 
@@ -13,17 +12,19 @@ from agentsearch.errors import UserError
 from agentsearch.evaluators.llm.lm import MeteringMixin
 from agentsearch.optimizers.evolution import (
     MUTATIONS,
-    EvolutionaryOptimizer,
+    Evolution,
     _pool_texts,
     analyze,
     crossover_branches,
     crossover_configs,
 )
-from agentsearch.optimizers.optuna_opt import open_storage
+from agentsearch.optimizers.proposal import StrategyOptimizer
+from agentsearch.optimizers.store import open_storage
 from agentsearch.search_space.baselines import baseline_graphs
 from agentsearch.search_space.graph import ENTRY, AgentGraph
 from agentsearch.search_space.operators import OPERATORS
 from agentsearch.search_space.space import SearchSpace
+from agentsearch.testing.optimizers import OptimizerContract
 from tests.optimizers import test_contract as contract
 from tests.optimizers.test_contract import complete
 
@@ -251,25 +252,19 @@ def test_crossover_configs_takes_a_topology_and_b_configs():
 # -- the optimizer ------------------------------------------------------------------------------
 
 
-def make(path: Path, objectives=("accuracy",), baselines=None, study="s", space=None, **kwargs):
-    """The factory for the contract suite (and these tests)."""
-    return EvolutionaryOptimizer(
-        space or SearchSpace(), study_name=study, storage=open_storage(str(path / "study.log"), path),
-        sampler="tpe", pruner="sha", objectives=objectives, seed=kwargs.pop("seed", 1), min_resource=2,
-        max_resource=8, startup_trials=3, baselines=baselines, **kwargs,
+def make(path: Path, objectives=("accuracy",), baselines=None, study="s", space=None, seed=1, **kwargs):
+    """The factory for the contract suite (and these tests): the Evolution strategy over a study store."""
+    return StrategyOptimizer(
+        space or SearchSpace(), strategy=Evolution(**kwargs), study_name=study,
+        storage=open_storage(str(path / "study.log"), path), sampler="tpe", pruner="sha", objectives=objectives,
+        seed=seed, min_resource=2, max_resource=8, startup_trials=3, baselines=baselines,
     )
 
 
-CONTRACT = [
-    f for name, f in inspect.getmembers(contract, inspect.isfunction)
-    if name.startswith("test_") and "factory" in inspect.signature(f).parameters
-]
+class TestEvolutionContract(OptimizerContract):
+    """The shared contract suite, run on this module's factory (the contract module runs the registry's)."""
 
-
-@pytest.mark.parametrize("check", CONTRACT, ids=lambda f: f.__name__)
-def test_contract_suite(check, tmp_path, monkeypatch):
-    monkeypatch.setattr(contract, "MULTI", contract.MULTI | {"evolution"})
-    check(("evolution", make), tmp_path)
+    make = staticmethod(make)
 
 
 def _run(opt, n: int) -> list:
@@ -295,11 +290,11 @@ def test_end_to_end_baselines_then_new_valid_children_and_resume(tmp_path):
     for c in evo:
         c.graph.check()
         assert not opt.space.over_budget(c.graph)
-        parents = c.handle.user_attrs["parents"]
+        parents = c.info["parents"]
         assert parents and all(p < c.number for p in parents)
-        assert c.handle.user_attrs["mutations"] or c.origin == "evolution:crossover"
+        assert c.info["mutations"] or c.origin == "evolution:crossover"
     by_number = {t.number: t for t in opt.trials()}
-    assert all(by_number[p].state == "COMPLETE" for c in evo for p in c.handle.user_attrs["parents"])
+    assert all(by_number[p].state == "COMPLETE" for c in evo for p in c.info["parents"])
 
     again = make(tmp_path, baselines=base)
     assert again.resumed and [t.number for t in again.trials()] == [t.number for t in opt.trials()]
@@ -313,7 +308,7 @@ def test_waits_for_two_complete_trials(tmp_path):
     opt = make(tmp_path)
     first = opt.ask()
     assert first.origin == "tpe"
-    assert opt.propose(opt.archive()) is None
+    assert opt.strategy.propose(opt.archive(), opt.space, random.Random(0)) is None
     opt.tell(first, complete(first))
     second = opt.ask()
     assert second.origin == "tpe"
@@ -335,7 +330,7 @@ def test_same_seed_same_run(tmp_path):
 
 def test_levels_pick_the_mutations(tmp_path):
     opt = make(tmp_path, space=SearchSpace.from_levels("prompt"))
-    assert opt.kinds == ("instruction",)
+    assert opt.strategy.kinds(opt.space) == ("instruction",)
     with pytest.raises(UserError, match="unknown mutation"):
         make(tmp_path, study="t", mutations=("teleport",))
 
@@ -384,7 +379,7 @@ def test_multi_objective_parents_come_from_the_pareto_front(tmp_path):
         front = {t.number for t in opt.best()}
         c = opt.ask()
         if c.origin.startswith("evolution:"):
-            parents = c.handle.user_attrs["parents"]
+            parents = c.info["parents"]
             assert set(parents) <= front, (parents, front)
             checked += 1
         opt.tell(c, complete(c))
@@ -394,12 +389,12 @@ def test_multi_objective_parents_come_from_the_pareto_front(tmp_path):
 def test_tournament_picks_the_best_of_its_contestants(tmp_path):
     opt = make(tmp_path, baselines=baseline_graphs(), tournament=4)
     _run(opt, 4)
-    pool = opt.parent_pool(opt.archive())
+    pool = opt.strategy.parent_pool(opt.archive())
     assert len(pool) == 4
     best = max(pool, key=lambda t: t.values[0])
-    assert all(opt.select(pool, random.Random(s)) is best for s in range(5))  # everyone competes
-    opt.tournament = 1
-    picks = {opt.select(pool, random.Random(s)).number for s in range(40)}
+    assert all(opt.strategy.select(pool, random.Random(s)) is best for s in range(5))  # everyone competes
+    opt.strategy.tournament = 1
+    picks = {opt.strategy.select(pool, random.Random(s)).number for s in range(40)}
     assert len(picks) > 1
 
 

@@ -10,7 +10,7 @@ from agentsearch.evaluators.benchmarks import Example
 from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.optimizers import make_optimizer
 from agentsearch.optimizers.base import StrategyContext
-from agentsearch.optimizers.optuna_opt import open_storage
+from agentsearch.optimizers.store import open_storage
 from agentsearch.runs.loop import SearchLoop
 from agentsearch.search_space.baselines import baseline_graphs
 from agentsearch.search_space.graph import AgentGraph

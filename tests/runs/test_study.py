@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from agentsearch.evaluators.benchmarks import Example
-from agentsearch.optimizers.optuna_opt import OptunaOptimizer, open_storage
+from agentsearch.optimizers.proposal import StrategyOptimizer
+from agentsearch.optimizers.samplers import SamplerStrategy
+from agentsearch.optimizers.store import open_storage
 from agentsearch.runs.loop import SearchLoop, StudyStopped, minibatch_schedule
 from agentsearch.runs.study import StudyConfig, run_study
 from agentsearch.search_space.baselines import baseline_graphs
@@ -35,8 +37,9 @@ def _metric(example: Example, prediction: str) -> bool:
 def _loop(tmp_path: Path, server, n_trials: int, pruner: str = "sha", space: SearchSpace | None = None, **kw):
     from agentsearch.evaluators.operators.compile import compile_graph
 
-    opt = OptunaOptimizer(
+    opt = StrategyOptimizer(
         space or SearchSpace(),
+        strategy=SamplerStrategy("tpe"),
         study_name="t",
         storage=open_storage(None, tmp_path),
         sampler="tpe",

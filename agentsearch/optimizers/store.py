@@ -1,8 +1,11 @@
-"""Optuna optimizers: TPE (default), random, GP, CMA-ES and NSGA-II over the agent search space.
+"""The study store: one Optuna study holding everything a search knows, whatever strategy proposes.
 
-The Optuna study is the durable state: stored in SQLite under the run directory by default, or any
-SQLAlchemy URL / journal file. Each trial keeps its graph (YAML), origin and metrics as user
-attributes, so a study can be resumed after a crash, reported and exported without re-running.
+Stored in SQLite under the run directory by default, or any SQLAlchemy URL / journal file. Each trial
+keeps its graph (YAML), origin and metrics as user attributes, so a study can be resumed after a crash,
+reported and exported without re-running. The store owns storage, resume checks, the baselines, retries
+of failed and interrupted trials, the workers' heartbeats, the prompt pool and best/Pareto; a strategy
+(:mod:`agentsearch.optimizers.base`) only proposes. The study's Optuna sampler (TPE, random, GP, CMA-ES,
+NSGA-II) samples the space whenever the strategy leaves the choice to it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,14 @@ import optuna
 
 from agentsearch.defaults import MIN_BATCH
 from agentsearch.errors import UserError
-from agentsearch.optimizers.base import OBJECTIVES, OVER_BUDGET, Candidate, FinishedTrial, Optimizer, TrialResult
+from agentsearch.optimizers.base import (
+    OBJECTIVES,
+    OVER_BUDGET,
+    Archive,
+    Candidate,
+    FinishedTrial,
+    TrialResult,
+)
 from agentsearch.optimizers.registry import PRUNERS, SAMPLERS
 from agentsearch.search_space.graph import AgentGraph
 from agentsearch.search_space.space import PromptPool, SearchSpace
@@ -41,6 +51,9 @@ def _counts(trial: optuna.trial.FrozenTrial) -> bool:
     """:attr:`FinishedTrial.counts` of a COMPLETE or PRUNED trial, without parsing its graph."""
     return trial.state == _COMPLETE or not str(trial.user_attrs.get("reason") or "").startswith(OVER_BUDGET)
 
+
+#: A strategy's define-by-run sampler: a graph (and its origin) from the trial being asked and the prompt pool.
+Design = Callable[[optuna.Trial, PromptPool], tuple[AgentGraph, str]]
 
 _STATE = {
     optuna.trial.TrialState.COMPLETE: "COMPLETE",
@@ -135,8 +148,13 @@ def open_storage(storage: str | None, run_dir: Path) -> optuna.storages.BaseStor
         raise UserError(f"--storage {storage}: cannot open ({first})") from None
 
 
-class OptunaOptimizer(Optimizer):
-    """Ask/tell over an Optuna study; the graph of each trial comes from the search space."""
+class StudyStore:
+    """The Optuna study of a search: trials in, candidates out, whatever strategy proposes.
+
+    Created (or resumed, after checking that the study's settings agree) with the baselines queued first.
+    :meth:`ask` opens the next trial: a queued design (baseline, retry, proposal) if there is one, else one
+    sampled by ``design`` (a strategy's define-by-run sampler) or by the space's own sampler.
+    """
 
     def __init__(
         self,
@@ -155,8 +173,7 @@ class OptunaOptimizer(Optimizer):
         study_config: Mapping[str, Any] | None = None,
     ):
         self.space = space
-        self.name = sampler
-        self.sampler_name = sampler  # origin of trials the space's sampler produced
+        self.sampler_name = sampler  # origin of trials the study's sampler produced
         self.objectives = tuple(objectives)
         self.multi = len(self.objectives) > 1
         sampler_obj = make_sampler(sampler, seed, len(self.objectives), startup_trials)
@@ -188,6 +205,7 @@ class OptunaOptimizer(Optimizer):
                 study_name=study_name, storage=storage, sampler=sampler_obj, pruner=pruner_obj
             )
             self._check_resume(study_name, config)
+        #: True when the store continues a study that already has trials.
         self.resumed = resumed
         #: The study's prompt pool (proposed instructions, bootstrapped demo sets): saved with the study.
         self.pool = PromptPool.from_dict(self.study.user_attrs.get("prompt_pool"))
@@ -197,6 +215,7 @@ class OptunaOptimizer(Optimizer):
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
         self._reseeded = False
+        self._parsed: dict[int, FinishedTrial] = {}
         self._requeue_interrupted()
         if not resumed:
             for bname, graph in (baselines or {}).items():
@@ -283,6 +302,19 @@ class OptunaOptimizer(Optimizer):
             attrs["fixed_graph"] = graph.to_yaml()
         self.study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
 
+    def enqueue_params(self, params: Mapping[str, Any], origin: str, info: Mapping[str, Any] | None = None) -> None:
+        """Queue values of the space's parameters (the rest the sampler chooses) as the next trial."""
+        attrs: dict[str, Any] = {"origin": origin}
+        if info:
+            attrs["proposal"] = _clip(dict(info))
+        self.study.enqueue_trial(dict(params), user_attrs=attrs, skip_if_exists=False)
+
+    def set_pool(self, pool: PromptPool) -> None:
+        """Replace the prompt pool (never changed in place: trials already sampled keep what they saw)."""
+        if pool != self.pool:
+            self.pool = pool
+            self.study.set_user_attr("prompt_pool", pool.to_dict())
+
     def requeue(self, candidate: Candidate) -> None:
         """Queue a failed or interrupted candidate once more (a retry that fails again is not retried)."""
         if not candidate.origin.endswith(":retry"):
@@ -306,12 +338,9 @@ class OptunaOptimizer(Optimizer):
 
     # -- ask / tell -----------------------------------------------------------------------------
 
-    def _sample(self, trial: optuna.Trial) -> tuple[AgentGraph, str]:
-        """A new design for a trial nothing was queued for, and its origin. Strategies that sample
-        differently (staged) override this, not :meth:`ask`, whose bookkeeping is the same for all."""
-        return self.space.sample(trial, self.pool), self.sampler_name
-
-    def ask(self) -> Candidate:
+    def ask(self, design: Design | None = None) -> Candidate:
+        """Open the next trial: a queued design if any, else ``design(trial, pool)`` (a graph and its origin),
+        else the space's sampler."""
         if not self._reseeded and self.running_elsewhere() > 0:
             # workers sharing a study must not draw the same sequence (Optuna does the same for n_jobs > 1)
             self.study.sampler.reseed_rng()
@@ -324,8 +353,10 @@ class OptunaOptimizer(Optimizer):
             graph, origin = AgentGraph.from_text(fixed, source=f"trial {trial.number}"), queued or self.sampler_name
         elif queued:
             graph, origin = self.space.sample(trial, self.pool), queued
+        elif design is not None:
+            graph, origin = design(trial, self.pool)
         else:
-            graph, origin = self._sample(trial)
+            graph, origin = self.space.sample(trial, self.pool), self.sampler_name
         name = trial.user_attrs.get("graph_name") or f"trial-{trial.number}"
         graph = graph.model_copy(update={"name": name})
         self._started(trial)
@@ -423,10 +454,53 @@ class OptunaOptimizer(Optimizer):
 
     def trials(self) -> list[FinishedTrial]:
         frozen = self.study.get_trials(deepcopy=False, states=tuple(_STATE))
-        return [finished_trial(t) for t in sorted(frozen, key=lambda t: t.number)]
+        return [self._finished(t) for t in sorted(frozen, key=lambda t: t.number)]
+
+    def _finished(self, trial: optuna.trial.FrozenTrial) -> FinishedTrial:
+        """:func:`finished_trial`, parsed once per trial (Optuna never changes a finished trial)."""
+        cached = self._parsed.get(trial.number)
+        if cached is None or cached.state != _STATE[trial.state]:
+            cached = self._parsed[trial.number] = finished_trial(trial)
+        return cached
 
     def best(self) -> list[FinishedTrial]:
         return study_best(self.study)
+
+    def finished(self, number: int) -> FinishedTrial | None:
+        """Trial ``number`` once it has finished (None while it runs or waits)."""
+        for t in self.study.get_trials(deepcopy=False, states=tuple(_STATE)):
+            if t.number == number:
+                return self._finished(t)
+        return None
+
+    def seen_hashes(self) -> set[str]:
+        """Config hashes of every trial so far (finished, running or queued): proposals must be new."""
+        seen = set()
+        for t in self.study.get_trials(deepcopy=False):
+            h = t.user_attrs.get("config_hash")
+            if h:
+                seen.add(h)
+            elif t.user_attrs.get("fixed_graph"):
+                seen.add(AgentGraph.from_text(t.user_attrs["fixed_graph"]).config_hash)
+        return seen
+
+    def archive(self) -> Archive:
+        """The study as a strategy reads it (see :class:`~agentsearch.optimizers.base.Archive`)."""
+        frozen = self.study.get_trials(deepcopy=False)
+        origins = [str(t.user_attrs.get("origin", "")) for t in frozen]  # each baseline counted once (retries too)
+        evaluated = [
+            self._finished(t) for t in sorted(frozen, key=lambda t: t.number) if t.state in (_COMPLETE, _PRUNED)
+        ]
+        return Archive(
+            trials=tuple(t for t in evaluated if t.graph is not None),
+            seen=frozenset(self.seen_hashes()),
+            objectives=self.objectives,
+            n_total=len(frozen),
+            n_taken=sum(t.counts for t in evaluated) + sum(t.state == _RUNNING for t in frozen),
+            n_baselines=len({o.removesuffix(":retry") for o in origins if o.startswith("baseline:")}),
+            pool=self.pool,
+            attrs=dict(self.study.user_attrs),
+        )
 
     def n_finished(self) -> int:
         """As :meth:`Optimizer.n_finished`, from trial states and reasons (no graph is parsed): the loop asks
