@@ -8,7 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -530,48 +532,75 @@ def test_the_entry_point_handles_bugs_and_ctrl_c(exc, tmp_path, monkeypatch, cap
     assert str(log) in lines[0] and "Traceback" in log.read_text() and "boom" in log.read_text()
 
 
-def test_a_dead_endpoint_stops_the_study_fast(tmp_path, data_file):
-    """The server dies mid-study: the endpoint's breaker opens after a few failed calls, the running and next
-    trials FAIL (queued again, never scored) and the study stops with one line well within 30 s."""
+def _break_endpoint_mid_study(tmp_path: Path, data_file: Path, study: str, fault: Callable[[Any], None]):
+    """Run a study against the fake server in its own process; after 3 finished trials apply ``fault`` to the
+    server's process. Returns the study's exit code, its stderr, the seconds from the fault to its exit, and
+    its trials."""
+    import optuna
+
     server, url = fake_server_process(data_file, latency=0.05)
     args = [
         sys.executable, "main.py", "optimize", "--benchmark", "jsonl", "--data", str(data_file),
         "--model", "fake-model", "--api-base", url, "--val-size", "16", "--test-size", "8", "--min-batch", "4",
-        "--concurrency", "4", "--run-dir", str(tmp_path), "--study", "dies", "--trials", "30", "--parallel", "2",
+        "--concurrency", "4", "--run-dir", str(tmp_path), "--study", study, "--trials", "30", "--parallel", "2",
         "--no-tracking", "--formats", "text",
     ]  # fmt: skip
     victim = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    import optuna
-
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
             time.sleep(0.3)
             try:
-                trials = optuna.load_study(study_name="dies", storage=storage).get_trials(deepcopy=False)
+                trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
             except Exception:  # noqa: BLE001 - not created yet
                 continue
             if sum(t.state.is_finished() for t in trials) >= 3:
                 break
-        server.kill()
-        killed_at = time.time()
-        _, stderr = victim.communicate(timeout=120)
-        elapsed = time.time() - killed_at
+        fault(server)
+        faulted_at = time.time()
+        _, stderr = victim.communicate(timeout=150)
+        elapsed = time.time() - faulted_at
     finally:
+        server.send_signal(signal.SIGCONT)
         server.kill()
         victim.kill()
-    assert victim.returncode == 2, stderr
+    return victim.returncode, stderr, elapsed, optuna.load_study(study_name=study, storage=storage).get_trials()
+
+
+def test_a_dead_endpoint_stops_the_study_fast(tmp_path, data_file):
+    """The server dies mid-study: the endpoint's breaker opens after a few failed calls, the running and next
+    trials FAIL (queued again, never scored) and the study stops with one line well within 30 s."""
+    import optuna
+
+    code, stderr, elapsed, trials = _break_endpoint_mid_study(tmp_path, data_file, "dies", lambda p: p.kill())
+    assert code == 2, stderr
     assert elapsed < 30, elapsed
     last = stderr.strip().splitlines()[-1]
     assert "study 'dies' stopped" in last and "resume with --study dies" in last, last
     assert "Traceback" not in stderr
-    trials = optuna.load_study(study_name="dies", storage=storage).get_trials()
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
     assert failed and all(t.value is None and t.user_attrs.get("reason") for t in failed)  # never scored
     for t in failed:  # each failed design is queued again once (a retry that fails too is not)
         origin = t.user_attrs["origin"]
         assert origin.endswith(":retry") or any(u.user_attrs.get("origin") == f"{origin}:retry" for u in trials)
+
+
+def test_a_hung_endpoint_stops_the_study_within_30s(tmp_path, data_file):
+    """The server freezes mid-study (SIGSTOP: connections are accepted, nothing is answered): the endpoint's
+    watchdog finds no call finishing and no answer to a probe, abandons the waiting calls and opens the
+    breaker; the study stops with one line within 30 s, not after the 120 s call timeout."""
+    import optuna
+
+    freeze = lambda p: p.send_signal(signal.SIGSTOP)  # noqa: E731
+    code, stderr, elapsed, trials = _break_endpoint_mid_study(tmp_path, data_file, "hangs", freeze)
+    assert code == 2, stderr
+    assert elapsed < 30, elapsed
+    last = stderr.strip().splitlines()[-1]
+    assert "study 'hangs' stopped" in last and "resume with --study hangs" in last, last
+    assert "stopped answering" in stderr or "hung" in stderr, stderr[-2000:]
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    assert failed and all(t.value is None for t in failed)  # never scored
 
 
 @pytest.fixture

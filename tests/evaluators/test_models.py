@@ -235,3 +235,46 @@ def test_the_breaker_opens_after_failures_in_a_row_and_closes_on_success(fake_se
     from agentsearch.evaluators.evaluator import error_kind
 
     assert error_kind(EndpointDown("x")) == "endpoint"
+
+
+@pytest.fixture
+def silent_endpoint():
+    """A base URL whose server accepts connections and never answers (a hung endpoint)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    listener.close()
+
+
+def test_a_hung_endpoint_is_found_by_the_watchdog_and_its_calls_abandoned(silent_endpoint):
+    """Calls to a server that accepts but never answers are abandoned once they waited ``stall_s`` and a probe
+    got no answer: EndpointDown within seconds, not after the call timeout; the breaker is open."""
+    import time
+
+    from agentsearch.evaluators.llm.lm import Endpoint, EndpointDown, EndpointGate
+
+    gate = EndpointGate(4, threshold=3, cooldown_s=30, name=silent_endpoint, stall_s=1.0, probe_timeout_s=0.5)
+    lm = build_lm(Endpoint(model="m", api_base=silent_endpoint), cache=False, num_retries=0, timeout=60,
+                  gates={silent_endpoint: gate})  # fmt: skip
+    start = time.monotonic()
+    with pytest.raises(EndpointDown, match="stopped answering"):
+        lm("hi")
+    assert time.monotonic() - start < 5 and gate.hangs == 1 and gate.is_open
+    with pytest.raises(EndpointDown, match="down"):  # the next call is refused at once
+        lm("hi")
+
+
+def test_a_slow_endpoint_that_answers_the_probe_is_left_alone(fake_server):
+    """A call slower than ``stall_s`` to a server that answers HTTP is not abandoned (slow is not hung)."""
+    from agentsearch.evaluators.llm.lm import Endpoint, EndpointGate, Meter, metering
+
+    gate = EndpointGate(4, name=fake_server.url, stall_s=0.5, probe_timeout_s=0.5)
+    lm = build_lm(Endpoint(model=fake_server.model, api_base=fake_server.url), cache=False, num_retries=0,
+                  gates={fake_server.url: gate})  # fmt: skip
+    fake_server.hang_next(1, 2.5)
+    with metering(Meter()) as meter:  # the call runs in the watchdog's thread: metering still sees it
+        assert lm("hi")
+    assert gate.hangs == 0 and not gate.is_open and meter.total.calls == 1

@@ -15,6 +15,7 @@ and a hit reports it as ``cached_prompt_tokens``/``cached_completion_tokens``. A
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from dspy.utils.usage_tracker import UsageTracker
 from agentsearch.errors import EndpointError
 
 DEFAULT_TIMEOUT_S = 120.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -198,13 +201,37 @@ class EndpointGate:
     auth; after the client's own retries) open it for ``cooldown_s``: calls then raise :class:`EndpointDown`
     at once, so a study whose server died stops in seconds (its trials FAIL and are queued again, never
     scored). After the cool-down one call is let through; its success closes the breaker.
+
+    Hang watchdog (when ``name`` is the endpoint's http(s) base URL): an endpoint that accepts connections
+    but never answers would hold every call for the whole call timeout (minutes). When calls have waited
+    ``stall_s`` with none finishing meanwhile, the gate asks ``GET <base>/models`` with ``probe_timeout_s``;
+    any HTTP answer (even 401 or 404) means the server is alive and merely slow, and nothing happens. No
+    answer opens the breaker and abandons the calls waiting on it: they raise :class:`EndpointDown` at once
+    (their requests are left to time out in the background). A server whose HTTP front answers while its
+    completions are stuck is not detected this way; its calls end at the call timeout.
     """
 
-    def __init__(self, limit: int, *, threshold: int = 3, cooldown_s: float = 30.0, name: str = "") -> None:
+    def __init__(
+        self,
+        limit: int,
+        *,
+        threshold: int = 3,
+        cooldown_s: float = 30.0,
+        name: str = "",
+        stall_s: float = 10.0,
+        probe_timeout_s: float = 4.0,
+    ) -> None:
         if limit < 1:
             raise ValueError(f"an endpoint gate needs at least one slot, got {limit}")
         self.limit = limit
         self.threshold, self.cooldown_s, self.name = threshold, cooldown_s, name
+        self.stall_s, self.probe_timeout_s = stall_s, probe_timeout_s
+        self.watched = name.startswith(("http://", "https://")) and stall_s > 0
+        self._starts: dict[int, float] = {}  # in-flight calls: id -> monotonic start
+        self._last_done = time.monotonic()
+        self._abandon_before = float("-inf")  # calls started before this were abandoned (the endpoint hung)
+        self._watchdog: threading.Thread | None = None
+        self.hangs = 0  # times the watchdog found the endpoint not answering
         self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
         self.in_flight = 0
@@ -264,14 +291,15 @@ class EndpointGate:
         return self
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_new_gate, (self.limit, self.threshold, self.cooldown_s, self.name))
+        return (_new_gate, (self.limit, self.threshold, self.cooldown_s, self.name, self.stall_s, self.probe_timeout_s))
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """``fn(*args, **kwargs)`` in a slot, through the breaker."""
+        """``fn(*args, **kwargs)`` in a slot, through the breaker (and, for a watched endpoint, abandoned if
+        the watchdog finds the endpoint hung)."""
         self.check()
         with self:
             try:
-                result = fn(*args, **kwargs)
+                result = self._watched_call(fn, args, kwargs) if self.watched else fn(*args, **kwargs)
             except Exception as exc:
                 if is_endpoint_failure(exc):
                     self.failed(exc)
@@ -279,9 +307,94 @@ class EndpointGate:
         self.succeeded()
         return result
 
+    def _watched_call(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run the call in a daemon thread (with this context: metering, DSPy settings, tracing) and wait for
+        it, or for the watchdog to abandon it."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        context = contextvars.copy_context()
 
-def _new_gate(limit: int, threshold: int, cooldown_s: float, name: str) -> EndpointGate:
-    return EndpointGate(limit, threshold=threshold, cooldown_s=cooldown_s, name=name)
+        def run() -> None:
+            try:
+                box["result"] = context.run(fn, *args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        started = time.monotonic()
+        token = id(done)
+        with self._lock:
+            self._starts[token] = started
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, name="agentsearch-watchdog", daemon=True)
+                self._watchdog.start()
+        threading.Thread(target=run, name="agentsearch-call", daemon=True).start()
+        try:
+            while not done.wait(0.25):
+                if started < self._abandon_before:
+                    raise EndpointDown(
+                        f"endpoint {self.name} stopped answering: no call finished in {self.stall_s:.0f}s and "
+                        f"GET {self.name}/models got no answer in {self.probe_timeout_s:.0f}s; the call is abandoned"
+                    )
+        finally:
+            with self._lock:
+                self._starts.pop(token, None)
+                if done.is_set():
+                    self._last_done = time.monotonic()
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def _watch(self) -> None:
+        """The watchdog: probe the endpoint when calls have waited ``stall_s`` and none finished meanwhile."""
+        while True:
+            time.sleep(min(1.0, self.stall_s / 4))
+            with self._lock:
+                oldest = min(self._starts.values(), default=None)
+                quiet_since = self._last_done
+            now = time.monotonic()
+            if oldest is None or now - oldest < self.stall_s or now - quiet_since < self.stall_s:
+                continue
+            if probe_endpoint(self.name, self.probe_timeout_s):
+                with self._lock:  # alive, only slow: look again after another stall_s
+                    self._last_done = max(self._last_done, time.monotonic())
+                continue
+            log.warning("endpoint %s: no answer to calls in %.0fs nor to a probe; abandoning them", self.name,
+                        self.stall_s)
+            with self._lock:
+                self.hangs += 1
+                self._abandon_before = time.monotonic()
+                self.last_error = f"hung: no call finished in {self.stall_s:.0f}s and no answer to a probe"
+                if self.failures_in_a_row < self.threshold or time.monotonic() >= self._open_until:
+                    self.opened += 1
+                self.failures_in_a_row = max(self.failures_in_a_row, self.threshold)
+                self._open_until = time.monotonic() + self.cooldown_s
+                self._last_done = time.monotonic()
+
+
+def _new_gate(
+    limit: int, threshold: int, cooldown_s: float, name: str, stall_s: float = 10.0, probe_timeout_s: float = 4.0
+) -> EndpointGate:
+    return EndpointGate(
+        limit, threshold=threshold, cooldown_s=cooldown_s, name=name, stall_s=stall_s, probe_timeout_s=probe_timeout_s
+    )
+
+
+def probe_endpoint(api_base: str, timeout: float) -> bool:
+    """Whether ``GET <api_base>/models`` gets any HTTP answer (an error status counts: the server answers)
+    within ``timeout`` seconds. No credentials are sent."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{api_base.rstrip('/')}/models", timeout=timeout) as reply:  # noqa: S310
+            reply.read(1)
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):  # refused, reset, timed out, unreachable, or not a URL
+        return False
 
 
 def is_endpoint_failure(exc: BaseException) -> bool:
