@@ -8,6 +8,8 @@ Contenders:
 
 * ``ours: Evaluator + lm15``         -- :class:`agentsearch.evaluators.evaluator.Evaluator` with the LM
   from ``build_lm`` (DSPy's native lm15 client, metered);
+* ``ours: + endpoint gate``           -- the same LM behind its endpoint's gate, as in a study (in-flight cap,
+  circuit breaker, hang watchdog: each call runs in its own thread);
 * ``dspy.Evaluate + dspy.LM (lm15)``  -- ``dspy.Evaluate(num_threads=C)`` on the same program with the LM a DSPy
   user writes, ``dspy.LM("openai/<model>", api_base=...)`` (DSPy's built-in lm15 client): the peer of the target;
 * ``dspy.Evaluate + lm15 (same LM)`` -- ``dspy.Evaluate(num_threads=C)`` on the same program and LM object;
@@ -162,7 +164,7 @@ class Bench:
 
         from agentsearch.evaluators.benchmarks import Example, get_benchmark
         from agentsearch.evaluators.evaluator import Evaluator
-        from agentsearch.evaluators.llm.lm import Endpoint, MeteredLM, configure_cache
+        from agentsearch.evaluators.llm.lm import Endpoint, EndpointGate, MeteredLM, configure_cache
         from agentsearch.evaluators.llm.pool import build_lm
         from agentsearch.evaluators.operators.compile import compile_graph
         from agentsearch.search_space.baselines import baseline_graphs
@@ -172,6 +174,9 @@ class Bench:
         graph = baseline_graphs()["cot"]
 
         lm15 = build_lm(Endpoint(model="fake-model", api_base=url), cache=False)
+        # a study's path: the LM behind its endpoint's gate (in-flight cap, breaker, hang watchdog)
+        gated = build_lm(Endpoint(model="fake-model", api_base=url), cache=False,
+                         gates={url.rstrip("/"): EndpointGate(concurrency, name=url.rstrip("/"))})
         litellm_kw = {"api_base": url, "api_key": "not-needed", "cache": False, "num_retries": 3,
                       "timeout": 120.0, "engine": "litellm"}
         litellm = dspy.LM("openai/fake-model", **litellm_kw)  # what a dspy user writes, on LiteLLM
@@ -179,11 +184,12 @@ class Bench:
         default = dspy.LM("openai/fake-model", **default_kw)  # what a dspy user writes: auto picks lm15
         litellm_metered = MeteredLM("openai/fake-model", **litellm_kw)  # the same, counted by our meter
         prog_lm15 = compile_graph(graph, lms={"default": lm15})
+        prog_gated = compile_graph(graph, lms={"default": gated})
         prog_litellm = compile_graph(graph, lms={"default": litellm})
         prog_default = compile_graph(graph, lms={"default": default})
         prog_litellm_metered = compile_graph(graph, lms={"default": litellm_metered})
-        self.lms = [lm15, litellm, litellm_metered, default]
-        self.programs = [prog_lm15, prog_litellm, prog_litellm_metered, prog_default]
+        self.lms = [lm15, gated, litellm, litellm_metered, default]
+        self.programs = [prog_lm15, prog_gated, prog_litellm, prog_litellm_metered, prog_default]
 
         examples = [Example(id=i, question=q, answer=a) for i, q, a in questions]
         devset = [dspy.Example(question=q, answer=a).with_inputs("question") for _, q, a in questions]
@@ -245,6 +251,7 @@ class Bench:
 
         self.contenders = [
             Contender(OURS, ours(prog_lm15)),
+            Contender(GATED, ours(prog_gated)),
             Contender(DSPY_DEFAULT, dspy_evaluate(prog_default)),
             Contender(DSPY_LM15, dspy_evaluate(prog_lm15)),
             Contender(DSPY_LITELLM, dspy_evaluate(prog_litellm)),
@@ -276,6 +283,7 @@ class Bench:
 
 
 OURS = "ours: Evaluator + lm15"
+GATED = "ours: + endpoint gate (study path)"
 DSPY_LM15 = "dspy.Evaluate + lm15 (same LM)"
 DSPY_DEFAULT = "dspy.Evaluate + dspy.LM (lm15)"
 DSPY_LITELLM = "dspy.Evaluate + litellm"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -231,6 +232,8 @@ class EndpointGate:
         self._last_done = time.monotonic()
         self._abandon_before = float("-inf")  # calls started before this were abandoned (the endpoint hung)
         self._watchdog: threading.Thread | None = None
+        self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()  # calls for the gate's daemon workers
+        self._idle = 0  # workers waiting for a call
         self.hangs = 0  # times the watchdog found the endpoint not answering
         self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
@@ -329,7 +332,7 @@ class EndpointGate:
             if self._watchdog is None:
                 self._watchdog = threading.Thread(target=self._watch, name="agentsearch-watchdog", daemon=True)
                 self._watchdog.start()
-        threading.Thread(target=run, name="agentsearch-call", daemon=True).start()
+        self._run_in_worker(run)
         try:
             while not done.wait(0.25):
                 if started < self._abandon_before:
@@ -345,6 +348,23 @@ class EndpointGate:
         if "error" in box:
             raise box["error"]
         return box["result"]
+
+    def _run_in_worker(self, task: Any) -> None:
+        """Hand ``task`` to an idle daemon worker of this gate, starting one if none is idle (threads are
+        reused: starting one per call costs more client CPU than the call's own bookkeeping)."""
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._tasks.put(task)
+        if start:
+            threading.Thread(target=self._work, name="agentsearch-call", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            self._tasks.get()()
+            with self._lock:
+                self._idle += 1
 
     def _watch(self) -> None:
         """The watchdog: probe the endpoint when calls have waited ``stall_s`` and none finished meanwhile."""
