@@ -614,10 +614,16 @@ def export_cmd(
 def ui(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory holding mlflow.db")] = Path("runs"),
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow backend store URI")] = None,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="address the UI listens on")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="default: 5000, else a free one")] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="the study whose trials the printed URL shows (default: the latest)")
+    ] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="open the study's runs table in a web browser")] = False,
 ) -> None:
-    """Start the MLflow UI on the run directory's tracking store (Ctrl-C to stop)."""
+    """Start the MLflow UI on the run directory's tracking store and print the URL of the study's runs table
+    (its trials side by side: scores, tokens, calls, errors, best and Pareto tags) and of the study's run
+    (plots, summary, export). Ctrl-C to stop."""
     from agentsearch.evaluators.llm.backends.process import ManagedServer, http_status
     from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
 
@@ -628,6 +634,10 @@ def ui(
     if tracking_uri is None and not (run_dir / "mlflow.db").exists():
         raise _user_error(f"--run-dir {run_dir}: no mlflow.db here (run `main.py optimize` first)")
     tracker = MlflowTracker(tracking_uri or default_tracking_uri(run_dir))
+    parent = tracker.study_run(study) if study is not None else None
+    if study is not None and parent is None:
+        known = ", ".join(tracker.study_names()[-5:]) or "none"
+        raise _user_error(f"--study {study}: no such study in {tracker.tracking_uri} (found: {known})")
     if port is None and http_status(f"http://{host}:5000/health") is None:
         port = 5000
     server = ManagedServer(
@@ -640,7 +650,20 @@ def ui(
         env={"MLFLOW_DISABLE_TELEMETRY": "true"},
     )
     with server:
-        out.print(f"MLflow UI: {server.base_url}  (store: {tracker.tracking_uri}; Ctrl-C to stop)", markup=False)
+        study = study or tracker.latest_study()
+        runs_url = tracker.runs_view_url(server.base_url, study)
+        out.print(f"MLflow UI: {runs_url}", markup=False, highlight=False, soft_wrap=True)
+        if study is not None and (parent := parent or tracker.study_run(study)) is not None:
+            out.print(
+                f"study '{study}' (plots, summary): {tracker.study_run_url(server.base_url, parent)}",
+                markup=False, highlight=False, soft_wrap=True,
+            )  # fmt: skip
+        out.print(f"store: {tracker.tracking_uri}; Ctrl-C to stop", markup=False, highlight=False, soft_wrap=True)
+        if open_browser:
+            import webbrowser
+
+            if not webbrowser.open(runs_url):
+                err.print("--open: no web browser found here; open the URL above", markup=False)
         _serve_until_interrupted(server)
 
 

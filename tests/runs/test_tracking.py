@@ -17,7 +17,15 @@ from urllib.parse import urlparse
 
 import pytest
 
-from agentsearch.runs.tracking import MAX_PARAM_LEN, MlflowTracker, default_tracking_uri, flatten, redact
+from agentsearch.runs.tracking import (
+    KEY_METRICS,
+    KEY_TAGS,
+    MAX_PARAM_LEN,
+    MlflowTracker,
+    default_tracking_uri,
+    flatten,
+    redact,
+)
 from agentsearch.search_space.graph import AgentGraph
 
 SECRET = "sk-THIS-IS-A-SECRET-123"
@@ -135,17 +143,22 @@ def test_study_and_complete_trial(tracker, graph):
     space_logged = json.loads(artifact_texts(tracker, parent)["search_space.json"])
     assert space_logged == {"ops": ["cot", "predict"], "auth": {}}
 
+    started = time.time() - 30.0
     child = tracker.log_trial(
         parent, 3, graph=graph, params={"op": "cot", "lm": {"temperature": 0.7, "api_key": SECRET}},
         state="COMPLETE",
         metrics={"val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4, "skip": None,
-                 "nan": float("nan")},
-        records=records(4), origin="baseline:cot",
+                 "nan": float("nan"), "n_errors": 1.0},
+        records=records(4), origin="baseline:cot", start_time=started, end_time=started + 5.5,
     )
     run = tracker.client.get_run(child)
-    assert run.info.run_name == "trial-0003" and run.info.status == "FINISHED"
+    assert run.info.run_name == "study-a/trial-3" and run.info.status == "FINISHED"
+    # the run lasts as long as the trial ran (5.5 s, 30 s ago), not as long as logging it took
+    assert run.info.start_time == int(started * 1000)
+    assert run.info.end_time - run.info.start_time == 5500
     tags = run.data.tags
     assert tags["mlflow.parentRunId"] == parent
+    assert tags["agentsearch.study"] == "study-a"
     assert tags["agentsearch.trial"] == "3"
     assert tags["agentsearch.state"] == "COMPLETE"
     assert tags["agentsearch.origin"] == "baseline:cot"
@@ -156,7 +169,10 @@ def test_study_and_complete_trial(tracker, graph):
         "op": "cot", "lm.temperature": "0.7", "graph.name": "x", "graph.hash": graph.config_hash,
         "graph.nodes": "1", "graph.formats": "text",
     }
-    assert run.data.metrics == {"val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4.0}
+    # errors: the stable name of the failed-example count (a column of the runs table)
+    assert run.data.metrics == {
+        "val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4.0, "n_errors": 1.0, "errors": 1.0,
+    }
 
     files = artifact_texts(tracker, child)
     assert {"graph.yaml", "graph.png", "predictions.json"} <= set(files)
@@ -267,7 +283,7 @@ def test_resume_reopens_the_same_parent(tracker, graph, caplog):
     tracker.log_trial(parent, 1, graph=graph, params={}, state="COMPLETE", metrics={"val_score": 0.4})
     assert [r.data.tags["agentsearch.trial"] for r in tracker.child_runs(parent)] == ["0", "1"]
     studies = tracker.client.search_runs(
-        [tracker.experiment_id], filter_string="tags.`agentsearch.study` = 'study-e'"
+        [tracker.experiment_id], filter_string="tags.`agentsearch.study` = 'study-e' AND tags.`agentsearch.kind` = 'study'"
     )
     assert [r.info.run_id for r in studies] == [parent]
 
