@@ -534,6 +534,14 @@ def optimize(
     ),
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not log to MLflow")] = False,
+    trace_examples: Annotated[
+        int,
+        typer.Option(
+            "--trace-examples", min=0,
+            help="MLflow traces of the LM calls of the first N validation examples of each trial, and of the final "
+            "test (0: no traces)",
+        ),
+    ] = 2,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="do not enqueue the baselines")] = False,
     baseline_names: Annotated[
         str | None,
@@ -557,7 +565,7 @@ def optimize(
         levels=levels, sampler=sampler, pruner=pruner, parallel=parallel, concurrency=concurrency,
         min_batch=min_batch, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
         max_calls_per_question=max_calls, proposer_model=proposer_model, prompt_optimizer=prompt_optimizer,
-        top_k=top_k, max_calls=max_calls_total,
+        top_k=top_k, max_calls=max_calls_total, trace_examples=trace_examples,
     )  # fmt: skip
     from agentsearch.runs.loop import StudyStopped
 

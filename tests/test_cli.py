@@ -446,7 +446,11 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
                             cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
-        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()  # printed once the UI answers
+        # printed once the UI answers: the study's runs table, then the study's own run
+        url = proc.stdout.readline().strip()
+        assert url.startswith(f"MLflow UI: http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning")
+        assert "viewStateShareKey=" in url
+        assert "study 'ui' (plots, summary): " in proc.stdout.readline()
         deadline, body = time.time() + 120, ""
         while time.time() < deadline:
             try:
@@ -461,7 +465,7 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
                 time.sleep(1)
         runs = json.loads(body)["runs"]
         names = {r["info"]["run_name"] for r in runs}
-        assert "ui" in names and sum(n.startswith("trial-") for n in names) == 5
+        assert "ui" in names and sum(n.startswith("ui/trial-") for n in names) == 5
     finally:
         proc.send_signal(signal.SIGTERM)  # as a user's kill would: the UI server must go with it
         proc.wait(timeout=60)

@@ -475,20 +475,34 @@ class MlflowTracker:
         def first(t: Any) -> float:
             return t.values[0]
 
-        plots: dict[str, Callable[[], Any]] = {
-            "optimization_history": lambda: vis.plot_optimization_history(
-                study, target=first if multi else None, target_name=names[0]
+        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        reported = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+        # name -> (why it cannot be drawn yet, or None; how to draw it)
+        plots: dict[str, tuple[str | None, Callable[[], Any]]] = {
+            "optimization_history": (
+                None if complete else "no complete trial",
+                lambda: vis.plot_optimization_history(study, target=first if multi else None, target_name=names[0]),
             ),
-            "param_importances": lambda: vis.plot_param_importances(
-                study, target=first if multi else None, target_name=names[0]
+            "param_importances": (
+                None if complete >= 2 else f"{complete} complete trial(s); importances need 2",
+                lambda: vis.plot_param_importances(study, target=first if multi else None, target_name=names[0]),
             ),
         }
         if len(study.directions) == 2:
-            plots["pareto_front"] = lambda: vis.plot_pareto_front(study, target_names=names)
+            plots["pareto_front"] = (
+                None if complete else "no complete trial",
+                lambda: vis.plot_pareto_front(study, target_names=names),
+            )
         if not multi:
-            plots["intermediate_values"] = lambda: vis.plot_intermediate_values(study)
+            plots["intermediate_values"] = (
+                None if reported else "no trial reported intermediate values",
+                lambda: vis.plot_intermediate_values(study),
+            )
         logged = []
-        for name, draw in plots.items():
+        for name, (missing, draw) in plots.items():
+            if missing:
+                log.info("MLflow: no %s plot yet (%s)", name.replace("_", " "), missing)
+                continue
             with _RENDER_LOCK, warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 warnings.simplefilter("ignore", UserWarning)
@@ -500,9 +514,6 @@ class MlflowTracker:
                     plt.close("all")
                     continue
                 try:
-                    if not any(a.has_data() for a in fig.axes):
-                        log.info("MLflow: no %s plot yet (no data)", name.replace("_", " "))
-                        continue
                     with self._lock:
                         self.client.log_figure(parent_run_id, fig, f"plots/{name}.png")
                     logged.append(f"plots/{name}.png")
