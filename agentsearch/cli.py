@@ -666,6 +666,13 @@ def ui(
                 f"study '{study}' (plots, summary): {tracker.study_run_url(server.base_url, parent)}",
                 markup=False, highlight=False, soft_wrap=True,
             )  # fmt: skip
+            best = tracker.best_trial_run(parent)
+            if best is not None:
+                out.print(
+                    f"best trial {best.data.tags.get('agentsearch.trial')} (traces of its LM calls): "
+                    f"{tracker.run_traces_url(server.base_url, best.info.run_id)}",
+                    markup=False, highlight=False, soft_wrap=True,
+                )  # fmt: skip
         out.print(f"store: {tracker.tracking_uri}; Ctrl-C to stop", markup=False, highlight=False, soft_wrap=True)
         if open_browser:
             import webbrowser

@@ -566,8 +566,27 @@ class MlflowTracker:
         return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
 
     def study_run_url(self, base_url: str, parent_run_id: str) -> str:
-        """URL of the study's own run (its plots, summary and export under Artifacts)."""
-        return f"{base_url.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{parent_run_id}/artifacts"
+        """URL of the study's own run, opened on its optimization history plot (the other plots, the summary and
+        the export are beside it under Artifacts)."""
+        base = base_url.rstrip("/")
+        return (
+            f"{base}/#/experiments/{self.experiment_id}/runs/{parent_run_id}/artifacts/plots/optimization_history.png"
+            "?workflowType=machine_learning"
+        )
+
+    def run_traces_url(self, base_url: str, run_id: str) -> str:
+        """URL of a run's traces (a trial's sampled examples; the study run's final test)."""
+        base = base_url.rstrip("/")
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}/traces?workflowType=machine_learning"
+
+    def best_trial_run(self, parent_run_id: str) -> Any:
+        """The run of the study's best trial (tagged when the study finished), or None."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' AND tags.`agentsearch.best` = 'true'",
+            max_results=1,
+        )
+        return runs[0] if runs else None
 
     def latest_study(self) -> str | None:
         runs = self.client.search_runs(

@@ -468,4 +468,7 @@ def test_runs_view_url_is_a_shared_view_of_the_study_trials(tracker):
     found = tracker.client.search_runs([tracker.experiment_id], filter_string=state["searchFilter"])
     assert [r.info.run_name for r in found] == ["study-view/trial-0"]
     assert tracker.study_run("study-view") == parent and "study-view" in tracker.study_names()
-    assert tracker.study_run_url("http://h:1", parent).endswith(f"/runs/{parent}/artifacts")
+    assert tracker.study_run_url("http://h:1", parent) == (
+        f"http://h:1/#/experiments/{tracker.experiment_id}/runs/{parent}/artifacts/plots/optimization_history.png"
+        "?workflowType=machine_learning"
+    )
