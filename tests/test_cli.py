@@ -474,6 +474,15 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
     assert not alive.stdout.strip(), "no orphan MLflow server"
 
 
+def test_ui_with_an_unknown_study_says_which_studies_exist(tmp_path):
+    from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
+
+    MlflowTracker(default_tracking_uri(tmp_path)).start_study("known", {}, {}, {})
+    proc = cli("ui", "--run-dir", str(tmp_path), "--study", "nope", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--study nope: no such study" in proc.stderr and "(found: known)" in proc.stderr
+
+
 def test_every_operator_runs_end_to_end_through_evaluate(tmp_path, data_file, server_url):
     """A one-node agent per solver, and each aggregator over two branches, scored by `main.py evaluate`."""
     from agentsearch.search_space.graph import AgentGraph

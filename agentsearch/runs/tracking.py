@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -686,34 +686,44 @@ class Tracer:
         import mlflow
         from mlflow.entities.trace_location import MlflowExperimentLocation
 
-        with ExitStack() as stack:
-            try:
-                span = stack.enter_context(
-                    mlflow.start_span(
-                        name=name,
-                        span_type="AGENT",
-                        trace_destination=MlflowExperimentLocation(experiment_id=self.tracker.experiment_id),
-                    )
-                )
-                span.set_inputs(dict(inputs))
-                mlflow.update_current_trace(tags={k: _truncate(str(v), MAX_TAG_LEN) for k, v in tags.items()})
-            except Exception as exc:  # noqa: BLE001 - tracing is a nicety: the example runs untraced
-                log.warning("MLflow: could not start a trace for %s: %s", name, exc)
-                stack.close()
-                yield
-                return
+        try:
+            span_cm = mlflow.start_span(
+                name=name,
+                span_type="AGENT",
+                trace_destination=MlflowExperimentLocation(experiment_id=self.tracker.experiment_id),
+            )
+            span = span_cm.__enter__()
+        except Exception as exc:  # noqa: BLE001 - tracing is a nicety: the example runs untraced
+            log.warning("MLflow: could not start a trace for %s: %s", name, exc)
+            yield None
+            return
+        error: BaseException | None = None
+        try:
+            span.set_inputs(dict(inputs))
+            mlflow.update_current_trace(tags={k: _truncate(str(v), MAX_TAG_LEN) for k, v in tags.items()})
             with self._lock:
                 self._ids.setdefault(group, []).append(span.trace_id)
-            callbacks = [*(dspy.settings.get("callbacks") or []), self._callback_class()()]
 
             def outcome(record: Any) -> None:
-                span.set_outputs({
-                    k: getattr(record, k, None)
-                    for k in ("prediction", "extracted", "correct", "no_answer", "error", "calls", "tokens")
-                })
+                try:
+                    span.set_outputs({
+                        k: getattr(record, k, None)
+                        for k in ("prediction", "extracted", "correct", "no_answer", "error", "calls", "tokens")
+                    })
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("MLflow: could not record the outcome of %s: %s", name, exc)
 
-            with dspy.context(callbacks=callbacks):
+            with dspy.context(callbacks=[*(dspy.settings.get("callbacks") or []), self._callback_class()()]):
                 yield outcome
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:  # a failure to end or export the trace never fails the example
+                span_cm.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+            except Exception as exc:  # noqa: BLE001
+                if exc is not error:
+                    log.warning("MLflow: could not end the trace of %s: %s", name, exc)
 
     def take_prefix(self, prefix: str) -> dict[str, list[str]]:
         """The trace ids of every group named ``prefix<rest>``, by ``<rest>`` (forgotten here)."""

@@ -472,3 +472,18 @@ def test_runs_view_url_is_a_shared_view_of_the_study_trials(tracker):
         f"http://h:1/#/experiments/{tracker.experiment_id}/runs/{parent}/artifacts/plots/optimization_history.png"
         "?workflowType=machine_learning"
     )
+
+
+def test_a_trace_that_cannot_start_leaves_the_example_untraced(tracker, monkeypatch, caplog):
+    import mlflow
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tracing backend down")
+
+    monkeypatch.setattr(mlflow, "start_span", broken)
+    ran = []
+    with tracker.tracer(1) as tracer, caplog.at_level(logging.WARNING, logger="agentsearch.runs.tracking"):
+        with tracer.example("trial:0", "s/trial-0", {"question": "q"}, {}) as outcome:
+            ran.append(outcome)
+    assert ran == [None] and tracer.take("trial:0") == []
+    assert "could not start a trace for s/trial-0: tracing backend down" in caplog.text
