@@ -442,15 +442,21 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "main.py", "ui", "--run-dir", str(tmp_path), "--port", str(port)],
-                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    opened = tmp_path / "opened.txt"  # --open hands the runs table's URL to the user's $BROWSER
+    browser = f"{sys.executable} -c \"import sys; open('{opened}', 'w').write(sys.argv[1])\" %s"
+    cmd = [sys.executable, "main.py", "ui", "--run-dir", str(tmp_path), "--port", str(port), "--open"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**ENV, "BROWSER": browser}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         # printed once the UI answers: the study's runs table, then the study's own run
         url = proc.stdout.readline().strip()
         assert url.startswith(f"MLflow UI: http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning")
         assert "viewStateShareKey=" in url
         assert "study 'ui' (plots, summary): " in proc.stdout.readline()
+        deadline = time.time() + 30
+        while not opened.exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert opened.read_text() == url.removeprefix("MLflow UI: ")
         deadline, body = time.time() + 120, ""
         while time.time() < deadline:
             try:

@@ -9,6 +9,7 @@ Secrets never reach MLflow: every config/param mapping goes through :func:`redac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -557,8 +558,6 @@ class MlflowTracker:
             "selectedColumns": [f"metrics.`{m}`" for m in KEY_METRICS] + [f"tags.`{t}`" for t in KEY_TAGS],
         }
         text = json.dumps(state, sort_keys=True)
-        import hashlib
-
         key = hashlib.sha256(text.encode()).hexdigest()[:16]
         with self._lock:
             self.client.set_experiment_tag(self.experiment_id, f"mlflow.sharedViewState.{key}", text)
