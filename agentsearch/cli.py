@@ -534,6 +534,14 @@ def optimize(
     ),
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI")] = None,
     no_tracking: Annotated[bool, typer.Option("--no-tracking", help="do not log to MLflow")] = False,
+    trace_examples: Annotated[
+        int,
+        typer.Option(
+            "--trace-examples", min=0,
+            help="MLflow traces of the LM calls of the first N validation examples of each trial, and of the final "
+            "test (0: no traces)",
+        ),
+    ] = 2,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="do not enqueue the baselines")] = False,
     baseline_names: Annotated[
         str | None,
@@ -557,7 +565,7 @@ def optimize(
         levels=levels, sampler=sampler, pruner=pruner, parallel=parallel, concurrency=concurrency,
         min_batch=min_batch, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
         max_calls_per_question=max_calls, proposer_model=proposer_model, prompt_optimizer=prompt_optimizer,
-        top_k=top_k, max_calls=max_calls_total,
+        top_k=top_k, max_calls=max_calls_total, trace_examples=trace_examples,
     )  # fmt: skip
     from agentsearch.runs.loop import StudyStopped
 
@@ -614,10 +622,16 @@ def export_cmd(
 def ui(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory holding mlflow.db")] = Path("runs"),
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow backend store URI")] = None,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="address the UI listens on")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="default: 5000, else a free one")] = None,
+    study: Annotated[
+        str | None, typer.Option("--study", help="the study whose trials the printed URL shows (default: the latest)")
+    ] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="open the study's runs table in a web browser")] = False,
 ) -> None:
-    """Start the MLflow UI on the run directory's tracking store (Ctrl-C to stop)."""
+    """Start the MLflow UI on the run directory's tracking store and print the URL of the study's runs table
+    (its trials side by side: scores, tokens, calls, errors, best and Pareto tags) and of the study's run
+    (plots, summary, export). Ctrl-C to stop."""
     from agentsearch.evaluators.llm.backends.process import ManagedServer, http_status
     from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
 
@@ -628,6 +642,10 @@ def ui(
     if tracking_uri is None and not (run_dir / "mlflow.db").exists():
         raise _user_error(f"--run-dir {run_dir}: no mlflow.db here (run `main.py optimize` first)")
     tracker = MlflowTracker(tracking_uri or default_tracking_uri(run_dir))
+    parent = tracker.study_run(study) if study is not None else None
+    if study is not None and parent is None:
+        known = ", ".join(tracker.study_names()[-5:]) or "none"
+        raise _user_error(f"--study {study}: no such study in {tracker.tracking_uri} (found: {known})")
     if port is None and http_status(f"http://{host}:5000/health") is None:
         port = 5000
     server = ManagedServer(
@@ -640,7 +658,27 @@ def ui(
         env={"MLFLOW_DISABLE_TELEMETRY": "true"},
     )
     with server:
-        out.print(f"MLflow UI: {server.base_url}  (store: {tracker.tracking_uri}; Ctrl-C to stop)", markup=False)
+        study = study or tracker.latest_study()
+        runs_url = tracker.runs_view_url(server.base_url, study)
+        out.print(f"MLflow UI: {runs_url}", markup=False, highlight=False, soft_wrap=True)
+        if study is not None and (parent := parent or tracker.study_run(study)) is not None:
+            out.print(
+                f"study '{study}' (plots, summary): {tracker.study_run_url(server.base_url, parent)}",
+                markup=False, highlight=False, soft_wrap=True,
+            )  # fmt: skip
+            best = tracker.best_trial_run(parent)
+            if best is not None:
+                out.print(
+                    f"best trial {best.data.tags.get('agentsearch.trial')} (traces of its LM calls): "
+                    f"{tracker.run_traces_url(server.base_url, best.info.run_id)}",
+                    markup=False, highlight=False, soft_wrap=True,
+                )  # fmt: skip
+        out.print(f"store: {tracker.tracking_uri}; Ctrl-C to stop", markup=False, highlight=False, soft_wrap=True)
+        if open_browser:
+            import webbrowser
+
+            if not webbrowser.open(runs_url):
+                err.print("--open: no web browser found here; open the URL above", markup=False)
         _serve_until_interrupted(server)
 
 

@@ -444,11 +444,21 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "main.py", "ui", "--run-dir", str(tmp_path), "--port", str(port)],
-                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    opened = tmp_path / "opened.txt"  # --open hands the runs table's URL to the user's $BROWSER
+    browser = f"{sys.executable} -c \"import sys; open('{opened}', 'w').write(sys.argv[1])\" %s"
+    cmd = [sys.executable, "main.py", "ui", "--run-dir", str(tmp_path), "--port", str(port), "--open"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**ENV, "BROWSER": browser}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        assert f"http://127.0.0.1:{port}" in proc.stdout.readline()  # printed once the UI answers
+        # printed once the UI answers: the study's runs table, then the study's own run
+        url = proc.stdout.readline().strip()
+        assert url.startswith(f"MLflow UI: http://127.0.0.1:{port}/#/experiments/1/runs?workflowType=machine_learning")
+        assert "viewStateShareKey=" in url
+        assert "study 'ui' (plots, summary): " in proc.stdout.readline()
+        deadline = time.time() + 30
+        while not opened.exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert opened.read_text() == url.removeprefix("MLflow UI: ")
         deadline, body = time.time() + 120, ""
         while time.time() < deadline:
             try:
@@ -463,13 +473,22 @@ def test_ui_serves_the_study_runs(tmp_path, data_file, server_url):
                 time.sleep(1)
         runs = json.loads(body)["runs"]
         names = {r["info"]["run_name"] for r in runs}
-        assert "ui" in names and sum(n.startswith("trial-") for n in names) == 5
+        assert "ui" in names and sum(n.startswith("ui/trial-") for n in names) == 5
     finally:
         proc.send_signal(signal.SIGTERM)  # as a user's kill would: the UI server must go with it
         proc.wait(timeout=60)
     time.sleep(1)
     alive = subprocess.run(["pgrep", "-f", f"mlflow server.*--port {port}"], capture_output=True, text=True)
     assert not alive.stdout.strip(), "no orphan MLflow server"
+
+
+def test_ui_with_an_unknown_study_says_which_studies_exist(tmp_path):
+    from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
+
+    MlflowTracker(default_tracking_uri(tmp_path)).start_study("known", {}, {}, {})
+    proc = cli("ui", "--run-dir", str(tmp_path), "--study", "nope", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--study nope: no such study" in proc.stderr and "(found: known)" in proc.stderr
 
 
 def test_every_operator_runs_end_to_end_through_evaluate(tmp_path, data_file, server_url):

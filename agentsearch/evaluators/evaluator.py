@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 #: ``metric(example, prediction)``: a :class:`~agentsearch.evaluators.benchmarks.Score` (e.g.
 #: ``Benchmark.score``), or a plain bool.
 Metric = Callable[[Example, str], "Score | bool"]
+
+#: ``trace(example)``: None (the example is not traced) or a context manager the example runs in (e.g. an MLflow
+#: trace of its LM calls); what it yields, if callable, is given the finished :class:`ExampleRecord`.
+TraceHook = Callable[[Example], "AbstractContextManager[Any] | None"]
 
 
 @dataclass
@@ -185,7 +190,8 @@ def error_kind(exc: BaseException) -> str:
 class Evaluator:
     """Scores a program on examples with a thread pool.
 
-    ``progress`` (optional) is called as ``progress(done, total, record)`` after each example.
+    ``progress`` (optional) is called as ``progress(done, total, record)`` after each example; ``trace``
+    (optional, a :data:`TraceHook`) wraps the examples it chooses.
     """
 
     def __init__(
@@ -195,6 +201,7 @@ class Evaluator:
         retries: int = 1,
         retry_backoff_s: float = 0.5,
         progress: Callable[[int, int, ExampleRecord], None] | None = None,
+        trace: TraceHook | None = None,
     ):
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -203,8 +210,17 @@ class Evaluator:
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
         self.progress = progress
+        self.trace = trace
 
     def _run_one(self, program: dspy.Module, example: Example, meter: Meter) -> ExampleRecord:
+        wrapper = self.trace(example) if self.trace is not None else None
+        with wrapper if wrapper is not None else nullcontext() as done:
+            record = self._run(program, example, meter)
+            if callable(done):
+                done(record)
+        return record
+
+    def _run(self, program: dspy.Module, example: Example, meter: Meter) -> ExampleRecord:
         record = ExampleRecord(id=example.id, question=example.question, gold=example.answer)
         start = time.perf_counter()
         with metering(meter):

@@ -75,6 +75,8 @@ class TrialResult:
     step: int | None = None  # examples evaluated (the last minibatch size), for pruned trials
     examples: list[dict[str, Any]] = field(default_factory=list)  # a sample of failed/passed examples
     outcomes: str = ""  # "1"/"0" per validation example evaluated, in validation order (paired statistics)
+    started_at: float | None = None  # when the trial really ran (seconds since the epoch), for its MLflow run
+    ended_at: float | None = None
 
     def values(self, objectives: tuple[str, ...]) -> list[float]:
         """Objective values from metrics: accuracy -> val_score, tokens -> tokens_per_question, ..."""

@@ -207,6 +207,7 @@ class StudyStore:
             self._check_resume(study_name, config)
         #: True when the store continues a study that already has trials.
         self.resumed = resumed
+        _name_objectives(self.study, self.objectives)
         #: The study's prompt pool (proposed instructions, bootstrapped demo sets): saved with the study.
         self.pool = PromptPool.from_dict(self.study.user_attrs.get("prompt_pool"))
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
@@ -509,6 +510,21 @@ class StudyStore:
 
     def n_waiting(self) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
+#: How the objectives are named in the study (optuna-dashboard's and the MLflow plots' axes).
+OBJECTIVE_NAMES = {"accuracy": "val accuracy", "tokens": "tokens/question", "calls": "LM calls/question"}
+
+
+def _name_objectives(study: optuna.Study, objectives: tuple[str, ...]) -> None:
+    """``study.set_metric_names`` once (a resumed study keeps the names it has)."""
+    if study.metric_names is not None:
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE_NAMES[o] for o in objectives])
 
 
 def _clip(value: Any, limit: int = 4000) -> Any:

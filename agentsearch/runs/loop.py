@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,6 +101,7 @@ class SearchLoop:
         max_calls_per_question: int | None = None,
         prepare: Callable[[Candidate], AgentGraph] | None = None,
         max_calls: int | None = None,
+        trace: Callable[[Candidate, Example], AbstractContextManager[Any] | None] | None = None,
     ):
         if n_trials <= 0:
             raise ValueError("n_trials must be > 0")
@@ -121,6 +123,7 @@ class SearchLoop:
             sum(t.metrics.get("calls", 0.0) for t in optimizer.trials() if t.state in ("COMPLETE", "PRUNED"))
         )
         self.prepare = prepare
+        self.trace = trace  # e.g. MLflow traces of a sample of each trial's examples
         self.stats = LoopStats()
         self._cancel = threading.Event()
 
@@ -169,7 +172,13 @@ class SearchLoop:
             if observer is not None:
                 observer.example_done(candidate, record)
 
-        evaluator = Evaluator(self.metric, concurrency=self.concurrency, progress=progress)
+        trace = self.trace
+        evaluator = Evaluator(
+            self.metric,
+            concurrency=self.concurrency,
+            progress=progress,
+            trace=(lambda example: trace(candidate, example)) if trace is not None else None,
+        )
         records: list[ExampleRecord] = []
         for step in self.schedule:
             if self._cancel.is_set():
@@ -188,13 +197,16 @@ class SearchLoop:
         return TrialResult("COMPLETE", _metrics(records), step=len(records)), records
 
     def _guarded(self, candidate: Candidate) -> tuple[TrialResult, list[ExampleRecord]]:
+        started = time.time()
         try:
             if self.observer is not None:
                 self.observer.trial_started(candidate)
-            return self.evaluate_candidate(candidate)
+            result, records = self.evaluate_candidate(candidate)
         except Exception as exc:  # noqa: BLE001 - a broken candidate fails its trial, not the study
             log.exception("trial %d crashed", candidate.number)
-            return TrialResult("FAIL", {}, reason=f"{type(exc).__name__}: {exc}"[:2000]), []
+            result, records = TrialResult("FAIL", {}, reason=f"{type(exc).__name__}: {exc}"[:2000]), []
+        result.started_at, result.ended_at = started, time.time()
+        return result, records
 
     # -- the loop ------------------------------------------------------------------------------
 

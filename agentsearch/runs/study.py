@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,9 @@ from typing import Any
 import dspy
 
 from agentsearch.defaults import MAX_CALLS_PER_QUESTION, MIN_BATCH
-from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec, get_benchmark
-from agentsearch.evaluators.operators.compile import compile_graph
+from agentsearch.evaluators.benchmarks import Benchmark, Example, SplitSpec, get_benchmark
 from agentsearch.evaluators.evaluator import Evaluator, ExampleRecord
+from agentsearch.evaluators.operators.compile import compile_graph
 from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
 from agentsearch.optimizers.base import (
     Candidate,
@@ -76,6 +77,7 @@ class StudyConfig:
     max_calls: int | None = None  # stop asking for trials once they cost this many LLM calls (proposers included)
     baseline_names: tuple[str, ...] | None = None  # the baselines enqueued (None: all four)
     model_flags: dict[str, Any] = field(default_factory=dict)  # the CLI flags that chose the models (no keys)
+    trace_examples: int = 2  # MLflow traces of the first N validation examples of each trial (0: no traces at all)
 
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the stored one."""
@@ -168,9 +170,10 @@ class _Observers:
 
 
 class _MlflowObserver:
-    def __init__(self, tracker: Any, parent_run_id: str):
+    def __init__(self, tracker: Any, parent_run_id: str, tracer: Any = None):
         self.tracker = tracker
         self.parent = parent_run_id
+        self.tracer = tracer
         self.best: float | None = None
 
     def trial_finished(self, candidate: Candidate, result: TrialResult, records: list[ExampleRecord]) -> None:
@@ -187,6 +190,9 @@ class _MlflowObserver:
                 reason=result.reason,
                 origin=candidate.origin,
                 extra_tags={"agentsearch.prompt_optimizer_error": failed_prompts} if failed_prompts else None,
+                start_time=result.started_at,
+                end_time=result.ended_at,
+                trace_ids=self.tracer.take(f"trial:{candidate.number}") if self.tracer is not None else (),
             )
             if candidate.info:  # how an LLM or evolution proposed it: the proposer's inputs and output
                 text = json.dumps(candidate.info, indent=2, default=str)
@@ -208,13 +214,15 @@ def evaluate_on_test(
     cache: dict[str, dict[str, Any]],
     on_done: Callable[[str, dict[str, Any]], None] | None = None,
     executor: Executor | None = None,
+    trace: Callable[[str, AgentGraph, Example], AbstractContextManager[Any] | None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score each graph once on the test split (results cached by config hash): accuracy with its 95%
     CI, tokens/question, the no-answer rate and the per-question outcomes (paired tests).
 
     Questions lost to endpoint failures (after retries) are *missing*, not wrong: the score is over the
     answered ones, ``n_missing`` says how many, and such a partial result is not cached (it is redone
-    the next time the study is finalized)."""
+    the next time the study is finalized). ``trace(label, graph, example)`` may wrap each example (MLflow
+    traces)."""
     from agentsearch.runs.stats import accuracy_ci
 
     out: dict[str, dict[str, Any]] = {}
@@ -222,7 +230,8 @@ def evaluate_on_test(
         key = graph.config_hash
         if key not in cache or "outcomes" not in cache[key]:
             program = compile_graph(graph, lms=lms, answer_kind=bench.answer_kind, executor=executor)
-            result = Evaluator(bench.score, concurrency=concurrency).evaluate(program, test)
+            hook = (lambda ex, label=label, graph=graph: trace(label, graph, ex)) if trace is not None else None
+            result = Evaluator(bench.score, concurrency=concurrency, trace=hook).evaluate(program, test)
             s = result.summary()
             answered = [r for r in result.records if r.error_kind not in ("endpoint", "internal")]
             ci = accuracy_ci([r.correct for r in answered])
@@ -379,7 +388,7 @@ def _run_study(
             f"--trials {cfg.trials} are left for the search"
         )
 
-    tracker, parent = None, None
+    tracker, parent, tracer = None, None, None
     if cfg.tracking:
         from agentsearch.runs.tracking import MlflowTracker, default_tracking_uri
 
@@ -401,6 +410,25 @@ def _run_study(
                     + ", ".join(f"{v} {k}" for k, v in repaired.items() if v)
                     + ")"
                 )
+            _log_plots(tracker, parent, optimizer)
+        if cfg.trace_examples > 0:
+            tracer = tracker.tracer(cfg.trace_examples)
+    with tracer if tracer is not None else nullcontext():
+        return _search_and_test(prepared, lms, observer, announce, branches, tracker, parent, tracer)
+
+
+def _search_and_test(
+    prepared: PreparedStudy,
+    lms: Mapping[str, dspy.BaseLM],
+    observer: Any,
+    announce: Callable[[str], None],
+    branches: Executor,
+    tracker: Any,
+    parent: str | None,
+    tracer: Any,
+) -> dict[str, Any]:
+    cfg, bench, val, test = prepared.cfg, prepared.bench, prepared.val, prepared.test
+    optimizer, remaining = prepared.optimizer, prepared.remaining
 
     proposer_lm = lms[cfg.proposer_model]
     demo_bootstrap = None
@@ -444,7 +472,8 @@ def _run_study(
         max_calls_per_question=cfg.max_calls_per_question,
         prepare=prepare,
         max_calls=cfg.max_calls,
-        observer=_Observers([observer, _MlflowObserver(tracker, parent) if tracker else None]),
+        observer=_Observers([observer, _MlflowObserver(tracker, parent, tracer) if tracker else None]),
+        trace=_trial_tracing(tracer, cfg.study, val) if tracer is not None else None,
     )
     status = "FINISHED"
     try:
@@ -457,13 +486,18 @@ def _run_study(
         raise
     finally:
         if tracker is not None and status != "FINISHED":
+            _log_plots(tracker, parent, optimizer)
             tracker.finish_study(parent, status=status)
 
     if stats.stopped_reason:
         announce(f"search stopped: {stats.stopped_reason}")
-    summary = finalize_study(optimizer, cfg, bench, val, test, lms, stats, announce=announce, executor=branches)
+    summary = finalize_study(
+        optimizer, cfg, bench, val, test, lms, stats, announce=announce, executor=branches,
+        trace=_test_tracing(tracer, cfg.study) if tracer is not None else None,
+    )  # fmt: skip
     if tracker is not None:
         summary["tracking_uri"] = tracker.tracking_uri
+        _log_outcome(tracker, parent, optimizer, summary, tracer)
         for name in ("best.yaml", "summary.json", "program.json"):
             path = Path(summary["export_dir"]) / name
             if path.exists():
@@ -472,6 +506,78 @@ def _run_study(
             tracker.set_tags(parent, {"agentsearch.verdict": summary["verdict"]})
         tracker.finish_study(parent, status="FINISHED", summary=_numeric_summary(summary))
     return summary
+
+
+def _trial_tracing(tracer: Any, study: str, val: list) -> Callable[[Candidate, Example], Any]:
+    """The loop's trace hook: the first ``tracer.per_trial`` validation examples of every trial."""
+    sampled = {ex.id for i, ex in enumerate(val) if tracer.sampled(i)}
+
+    def trace(candidate: Candidate, example: Example) -> Any:
+        if example.id not in sampled:
+            return None
+        return tracer.example(
+            f"trial:{candidate.number}",
+            f"{study}/trial-{candidate.number}",
+            {"question": example.question, "gold": example.answer, "example_id": example.id},
+            {"agentsearch.study": study, "agentsearch.trial": str(candidate.number), "agentsearch.split": "val"},
+        )
+
+    return trace
+
+
+def _test_tracing(tracer: Any, study: str) -> Callable[[str, AgentGraph, Example], Any]:
+    """The final test's trace hook: every test example of the best agent(s) and the baselines."""
+
+    def trace(label: str, graph: AgentGraph, example: Example) -> Any:
+        return tracer.example(
+            f"test:{graph.config_hash}",
+            f"{study}/test/{label}",
+            {"question": example.question, "gold": example.answer, "example_id": example.id},
+            {"agentsearch.study": study, "agentsearch.agent": label, "agentsearch.split": "test",
+             "agentsearch.config_hash": graph.config_hash},
+        )  # fmt: skip
+
+    return trace
+
+
+def _log_plots(tracker: Any, parent: str, optimizer: Any) -> None:
+    study = getattr(optimizer, "study", None)
+    if study is None:
+        return
+    try:
+        tracker.log_study_plots(parent, study)
+    except Exception:  # noqa: BLE001 - tracking must never crash a study
+        log.exception("MLflow: the study plots failed")
+
+
+def _log_outcome(tracker: Any, parent: str, optimizer: Any, summary: Mapping[str, Any], tracer: Any) -> None:
+    """The finished study in MLflow: best/Pareto tags, test scores on the tested trials, their test traces, the
+    best agent's key metrics on the parent run, the plots."""
+    try:
+        tests = {h: e["score"] for h, e in optimizer.attrs().get("test_results", {}).items() if "score" in e}
+        tracker.mark_trials(
+            parent,
+            best=[summary["best_trial"]],
+            pareto=[p["trial"] for p in summary.get("pareto") or []],
+            test_scores=tests,
+        )
+        tracker.log_metrics(parent, {
+            "val_score": summary.get("best_val"),
+            "test_score": summary.get("best_test"),
+            "tokens_per_question": summary.get("best_tokens_per_question"),
+            "calls": summary.get("calls"),
+        })
+        if tracer is not None:
+            traces = tracer.take_prefix("test:")
+            tracker.link_traces(parent, [t for ids in traces.values() for t in ids])
+            runs = {r.data.tags.get("agentsearch.config_hash"): r for r in tracker.child_runs(parent)}
+            for config_hash, ids in traces.items():
+                run = runs.get(config_hash)
+                if run is not None:
+                    tracker.link_traces(run.info.run_id, ids)
+    except Exception:  # noqa: BLE001 - tracking must never crash a study
+        log.exception("MLflow: logging the study's outcome failed")
+    _log_plots(tracker, parent, optimizer)
 
 
 def finalize_study(
@@ -484,6 +590,7 @@ def finalize_study(
     stats: LoopStats,
     announce: Callable[[str], None] = lambda msg: None,
     executor: Executor | None = None,
+    trace: Callable[[str, AgentGraph, Example], AbstractContextManager[Any] | None] | None = None,
 ) -> dict[str, Any]:
     """Select the best agent (top-k on the full validation split), test it, the best format of each
     baseline and CoT-SC at its cost once on the held-out split, compare them, export; the summary."""
@@ -543,12 +650,14 @@ def finalize_study(
     for i, trial in enumerate(best):
         graphs[f"best:{i}"] = trial.graph
     announce(f"held-out test: {len(test)} examples for {len(graphs)} agents (once each)")
-    results = evaluate_on_test(graphs, lms, bench, test, cfg.concurrency, cache, executor=executor)
+    results = evaluate_on_test(graphs, lms, bench, test, cfg.concurrency, cache, executor=executor, trace=trace)
     sc = matched_cot_sc(results, graphs, chosen) if cfg.baselines else None
     if sc is not None and sc[0] not in results:
         label, graph = sc
         announce(f"held-out test: {graph.name} (CoT-SC at the best agent's tokens/question)")
-        results.update(evaluate_on_test({label: graph}, lms, bench, test, cfg.concurrency, cache, executor=executor))
+        results.update(
+            evaluate_on_test({label: graph}, lms, bench, test, cfg.concurrency, cache, executor=executor, trace=trace)
+        )
         graphs[label] = graph
     optimizer.set_attr("test_results", cache)
     baselines_val = {name: t.metrics.get("val_score") for name, t in chosen.items()}

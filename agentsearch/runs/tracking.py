@@ -9,16 +9,17 @@ Secrets never reach MLflow: every config/param mapping goes through :func:`redac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
-import os
 import re
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,11 @@ _SECRET_KEY = re.compile(
 )
 _BAD_KEY_CHARS = re.compile(r"[^\w\-./ ]")
 _STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
+#: The metrics every trial run carries under the same names (the runs table's columns). ``test_score`` is
+#: logged on the trials tested on the held-out split (the best agent, the baselines) when the study ends.
+KEY_METRICS = ("val_score", "test_score", "tokens_per_question", "calls", "errors")
+#: Tags the runs table shows beside them: the best trial, the Pareto trials, the state (PRUNED, FAIL, ...).
+KEY_TAGS = ("agentsearch.best", "agentsearch.pareto", "agentsearch.state", "agentsearch.origin")
 _PREDICTION_COLUMNS = (
     "id", "question", "gold", "prediction", "extracted", "correct", "no_answer", "reasoning", "calls", "tokens",
     "latency_s", "error",
@@ -67,6 +73,15 @@ def redact(d: Any) -> Any:
         return value
 
     return clean(d)
+
+
+def trial_run_name(study: str, number: int) -> str:
+    """``<study>/trial-<n>``: the name of a trial's run."""
+    return f"{study}/trial-{number}"
+
+
+def _ms(t: float | None) -> int | None:
+    return None if t is None else int(t * 1000)
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -103,6 +118,14 @@ def _as_metric(value: Any) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def key_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's metrics plus the stable :data:`KEY_METRICS` names (``errors`` counts the failed examples)."""
+    out = dict(metrics)
+    if "errors" not in out and "n_errors" in out:
+        out["errors"] = out["n_errors"]
+    return out
 
 
 def _numeric_leaves(d: Mapping, prefix: str = "") -> dict[str, float]:
@@ -159,6 +182,7 @@ class MlflowTracker:
         self.experiment_id = self._ensure_experiment(experiment)
         # SQLite allows one writer at a time: serialize our writes instead of hitting "database is locked".
         self._lock = threading.RLock()
+        self._studies: dict[str, str] = {}  # parent run id -> study name
 
     def _ensure_experiment(self, name: str) -> str:
         from mlflow.exceptions import MlflowException
@@ -236,6 +260,7 @@ class MlflowTracker:
             else:
                 run = self.client.create_run(self.experiment_id, tags=tags, run_name=study_name)
                 run_id = run.info.run_id
+            self._studies[run_id] = study_name
         params = flatten(redact(config))
         params.update(flatten(redact(budget), prefix="budget."))
         self._log_params(run_id, params)
@@ -278,11 +303,19 @@ class MlflowTracker:
         reason: str | None = None,
         origin: str = "",
         extra_tags: Mapping[str, str] | None = None,
+        start_time: float | None = None,
+        end_time: float | None = None,
+        trace_ids: Sequence[str] = (),
     ) -> str:
-        """Log one finished trial as a nested child run (thread-safe); returns the child run id."""
+        """Log one finished trial as a nested child run (thread-safe); returns the child run id.
+
+        ``start_time``/``end_time`` (seconds since the epoch) are when the trial really ran, so the run's
+        duration is the trial's, not the time spent logging it; ``trace_ids`` are linked to the run."""
+        study = self._study_name(parent_run_id)
         tags = {
             "mlflow.parentRunId": parent_run_id,
             "agentsearch.kind": "trial",
+            "agentsearch.study": study,
             "agentsearch.trial": str(trial_number),
             "agentsearch.state": state,
             "agentsearch.origin": origin,
@@ -301,11 +334,15 @@ class MlflowTracker:
                 "graph.formats": ",".join(sorted(graph.formats())) or "-",
             })
         with self._lock:
-            run = self.client.create_run(self.experiment_id, tags=tags, run_name=f"trial-{trial_number:04d}")
+            run = self.client.create_run(
+                self.experiment_id, start_time=_ms(start_time), tags=tags, run_name=trial_run_name(study, trial_number)
+            )
         run_id = run.info.run_id
         try:
             self._log_params(run_id, trial_params)
-            self.log_metrics(run_id, metrics)
+            self.log_metrics(run_id, key_metrics(metrics))
+            if trace_ids:
+                self.link_traces(run_id, trace_ids)
             if graph is not None:
                 self.log_artifact_text(run_id, graph.to_yaml(), "graph.yaml")
                 self._log_graph_png(run_id, graph)
@@ -315,8 +352,16 @@ class MlflowTracker:
                     self.client.log_table(run_id, data=table, artifact_file="predictions.json")
         finally:
             with self._lock:
-                self.client.set_terminated(run_id, status=_STATUS.get(state, "FAILED"))
+                self.client.set_terminated(run_id, status=_STATUS.get(state, "FAILED"), end_time=_ms(end_time))
         return run_id
+
+    def _study_name(self, parent_run_id: str) -> str:
+        name = self._studies.get(parent_run_id)
+        if name is None:
+            with self._lock:
+                tags = self.client.get_run(parent_run_id).data.tags
+            name = self._studies[parent_run_id] = tags.get("agentsearch.study", "study")
+        return name
 
     def _log_graph_png(self, run_id: str, graph: Any) -> None:
         with tempfile.TemporaryDirectory(prefix="agentsearch-png-") as tmp:
@@ -383,6 +428,190 @@ class MlflowTracker:
                     fixed["killed"] += 1
         return fixed
 
+    # -- the study's outcome: tags, test scores, plots -------------------------------------------
+
+    def mark_trials(
+        self,
+        parent_run_id: str,
+        best: Sequence[int] = (),
+        pareto: Sequence[int] = (),
+        test_scores: Mapping[str, float] | None = None,
+    ) -> None:
+        """Tag the best trial (``agentsearch.best``) and the Pareto trials (``agentsearch.pareto``), untag trials
+        that no longer are, and log ``test_score`` on the trial runs whose design was tested on the held-out
+        split (``test_scores`` by config hash). Also the parent gets the best trial's number as a tag."""
+        best_set, pareto_set = set(best), set(pareto)
+        tests = dict(test_scores or {})
+        for run in self.child_runs(parent_run_id):
+            number = int(run.data.tags.get("agentsearch.trial", "-1"))
+            for tag, on in (("agentsearch.best", number in best_set), ("agentsearch.pareto", number in pareto_set)):
+                with self._lock:
+                    if on and run.data.tags.get(tag) != "true":
+                        self.client.set_tag(run.info.run_id, tag, "true")
+                    elif not on and tag in run.data.tags:
+                        self.client.delete_tag(run.info.run_id, tag)
+            score = tests.get(run.data.tags.get("agentsearch.config_hash", ""))
+            if score is not None and run.data.tags.get("agentsearch.state") == "COMPLETE":
+                self.log_metrics(run.info.run_id, {"test_score": score})
+        if best:
+            self.set_tags(parent_run_id, {"agentsearch.best_trial": str(best[0])})
+
+    def log_study_plots(self, parent_run_id: str, study: Any) -> list[str]:
+        """Optuna's plots of ``study`` as ``plots/*.png`` in the parent run (replacing earlier ones): optimization
+        history, Pareto front (2 objectives), parameter importances and intermediate values. A plot the study
+        cannot have yet (e.g. importances before 2 complete trials) is skipped with a log line. Returns the
+        artifact paths logged."""
+        import warnings
+
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+        import optuna
+        from optuna.visualization import matplotlib as vis
+
+        names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+        multi = len(study.directions) > 1
+
+        def first(t: Any) -> float:
+            return t.values[0]
+
+        complete = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        reported = any(t.intermediate_values for t in study.get_trials(deepcopy=False))
+        # name -> (why it cannot be drawn yet, or None; how to draw it)
+        plots: dict[str, tuple[str | None, Callable[[], Any]]] = {
+            "optimization_history": (
+                None if complete else "no complete trial",
+                lambda: vis.plot_optimization_history(study, target=first if multi else None, target_name=names[0]),
+            ),
+            "param_importances": (
+                None if complete >= 2 else f"{complete} complete trial(s); importances need 2",
+                lambda: vis.plot_param_importances(study, target=first if multi else None, target_name=names[0]),
+            ),
+        }
+        if len(study.directions) == 2:
+            plots["pareto_front"] = (
+                None if complete else "no complete trial",
+                lambda: vis.plot_pareto_front(study, target_names=names),
+            )
+        if not multi:
+            plots["intermediate_values"] = (
+                None if reported else "no trial reported intermediate values",
+                lambda: vis.plot_intermediate_values(study),
+            )
+        logged = []
+        for name, (missing, draw) in plots.items():
+            if missing:
+                log.info("MLflow: no %s plot yet (%s)", name.replace("_", " "), missing)
+                continue
+            with _RENDER_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                try:
+                    ax = draw()
+                    fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+                except Exception as exc:  # noqa: BLE001 - e.g. too few complete trials for this plot
+                    log.info("MLflow: no %s plot yet (%s)", name.replace("_", " "), str(exc).splitlines()[0][:200])
+                    plt.close("all")
+                    continue
+                try:
+                    with self._lock:
+                        self.client.log_figure(parent_run_id, fig, f"plots/{name}.png")
+                    logged.append(f"plots/{name}.png")
+                finally:
+                    plt.close(fig)
+        return logged
+
+    # -- traces -------------------------------------------------------------------------------
+
+    def link_traces(self, run_id: str, trace_ids: Sequence[str]) -> None:
+        """Link logged traces to a run (its Traces tab); waits for traces still being exported."""
+        import mlflow
+
+        mlflow.flush_trace_async_logging()
+        with self._lock:
+            for i in range(0, len(trace_ids), 100):
+                try:
+                    self.client.link_traces_to_run(list(trace_ids[i : i + 100]), run_id)
+                except Exception as exc:  # noqa: BLE001 - a trace is a nicety: never fail a trial for it
+                    log.warning("MLflow: could not link %d traces to run %s: %s", len(trace_ids), run_id, exc)
+
+    def tracer(self, per_trial: int) -> Tracer:
+        """A :class:`Tracer` logging to this store's experiment."""
+        return Tracer(self, per_trial)
+
+    # -- UI -----------------------------------------------------------------------------------
+
+    def runs_view_url(self, base_url: str, study: str | None = None) -> str:
+        """URL of the experiment's runs table showing ``study``'s trials (default: the latest study) side by side,
+        with the :data:`KEY_METRICS` and :data:`KEY_TAGS` as columns, best validation score first.
+
+        The view is an MLflow shared view state (an experiment tag ``mlflow.sharedViewState.<key>`` the UI reads
+        through ``viewStateShareKey``), so it needs no browser state and survives a restart."""
+        if study is None:
+            study = self.latest_study()
+        kind = "tags.`agentsearch.kind` = 'trial'"
+        state = {
+            "searchFilter": f"{kind} AND tags.`agentsearch.study` = '{study}'" if study else kind,
+            "orderByKey": "metrics.`val_score`",
+            "orderByAsc": False,
+            "selectedColumns": [f"metrics.`{m}`" for m in KEY_METRICS] + [f"tags.`{t}`" for t in KEY_TAGS],
+        }
+        text = json.dumps(state, sort_keys=True)
+        key = hashlib.sha256(text.encode()).hexdigest()[:16]
+        with self._lock:
+            self.client.set_experiment_tag(self.experiment_id, f"mlflow.sharedViewState.{key}", text)
+        base = base_url.rstrip("/")
+        return f"{base}/#/experiments/{self.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+
+    def study_run_url(self, base_url: str, parent_run_id: str) -> str:
+        """URL of the study's own run, opened on its optimization history plot (the other plots, the summary and
+        the export are beside it under Artifacts)."""
+        base = base_url.rstrip("/")
+        return (
+            f"{base}/#/experiments/{self.experiment_id}/runs/{parent_run_id}/artifacts/plots/optimization_history.png"
+            "?workflowType=machine_learning"
+        )
+
+    def run_traces_url(self, base_url: str, run_id: str) -> str:
+        """URL of a run's traces (a trial's sampled examples; the study run's final test)."""
+        base = base_url.rstrip("/")
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}/traces?workflowType=machine_learning"
+
+    def best_trial_run(self, parent_run_id: str) -> Any:
+        """The run of the study's best trial (tagged when the study finished), or None."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' AND tags.`agentsearch.best` = 'true'",
+            max_results=1,
+        )
+        return runs[0] if runs else None
+
+    def latest_study(self) -> str | None:
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string="tags.`agentsearch.kind` = 'study'", max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        return runs[0].data.tags.get("agentsearch.study") if runs else None
+
+    def study_names(self) -> list[str]:
+        """The studies logged to this store, oldest first."""
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string="tags.`agentsearch.kind` = 'study'", max_results=1000,
+            order_by=["attributes.start_time ASC"],
+        )
+        return [r.data.tags.get("agentsearch.study", r.info.run_name) for r in runs]
+
+    def study_run(self, study: str) -> str | None:
+        """The parent run id of ``study`` (None if it has none)."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`agentsearch.kind` = 'study' AND tags.`agentsearch.study` = '{study}'",
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )
+        return runs[0].info.run_id if runs else None
+
     # -- UI -----------------------------------------------------------------------------------
 
     def ui_command(self, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
@@ -393,3 +622,115 @@ class MlflowTracker:
         if self.artifact_root is not None:
             cmd += ["--artifacts-destination", self.artifact_root.as_uri()]
         return cmd + ["--host", host, "--port", str(port), "--workers", "1"]
+
+
+class Tracer:
+    """MLflow traces of the LM calls (DSPy's MLflow callback) for chosen examples: the first ``per_trial``
+    validation examples of each trial, and every example of the final test. Use as a context manager around
+    the study (it points MLflow's tracing at this store and restores the tracking URI after).
+
+    Tracing is per example (``dspy.context`` callbacks), so examples not sampled cost nothing. Keys never reach
+    a trace: DSPy's callback drops ``api_key``/``api_base`` from the LM's settings, and we add no settings."""
+
+    def __init__(self, tracker: MlflowTracker, per_trial: int):
+        self.tracker = tracker
+        self.per_trial = max(0, per_trial)
+        self._ids: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        self._previous_uri: str | None = None
+        self._callback: type | None = None
+
+    def _callback_class(self) -> type:
+        """MLflow's DSPy callback (``mlflow.dspy.MlflowCallback``) without its wait for ``mlflow.dspy.autolog``:
+        autolog would trace every DSPy call of the process; this one traces only where it is put (the sampled
+        examples, through ``dspy.context``). Its hooks are MLflow's own (``__wrapped__`` by its on/off check);
+        the traced-study test fails if an MLflow upgrade changes that."""
+        if self._callback is None:
+            from mlflow.dspy.callback import MlflowCallback
+
+            hooks = {
+                name: fn.__wrapped__
+                for name, fn in vars(MlflowCallback).items()
+                if name.startswith("on_") and hasattr(fn, "__wrapped__")
+            }
+            self._callback = type("SampledMlflowCallback", (MlflowCallback,), hooks)
+        return self._callback
+
+    def __enter__(self) -> Tracer:
+        import mlflow
+
+        self._previous_uri = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.tracker.tracking_uri)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import mlflow
+
+        try:
+            mlflow.flush_trace_async_logging()
+        finally:
+            mlflow.set_tracking_uri(self._previous_uri)
+
+    def sampled(self, index: int) -> bool:
+        """Whether the ``index``-th validation example of a trial is traced."""
+        return index < self.per_trial
+
+    @contextmanager
+    def example(
+        self, group: str, name: str, inputs: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> Iterator[Callable[[Any], None] | None]:
+        """Trace the LM calls made inside as one MLflow trace named ``name`` (kept under ``group``, e.g. a trial).
+        Yields a function that records the example's outcome (an ``ExampleRecord``) as the trace's outputs."""
+        import dspy
+        import mlflow
+        from mlflow.entities.trace_location import MlflowExperimentLocation
+
+        try:
+            span_cm = mlflow.start_span(
+                name=name,
+                span_type="AGENT",
+                trace_destination=MlflowExperimentLocation(experiment_id=self.tracker.experiment_id),
+            )
+            span = span_cm.__enter__()
+        except Exception as exc:  # noqa: BLE001 - tracing is a nicety: the example runs untraced
+            log.warning("MLflow: could not start a trace for %s: %s", name, exc)
+            yield None
+            return
+        error: BaseException | None = None
+        try:
+            span.set_inputs(dict(inputs))
+            mlflow.update_current_trace(tags={k: _truncate(str(v), MAX_TAG_LEN) for k, v in tags.items()})
+            with self._lock:
+                self._ids.setdefault(group, []).append(span.trace_id)
+
+            def outcome(record: Any) -> None:
+                try:
+                    span.set_outputs({
+                        k: getattr(record, k, None)
+                        for k in ("prediction", "extracted", "correct", "no_answer", "error", "calls", "tokens")
+                    })
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("MLflow: could not record the outcome of %s: %s", name, exc)
+
+            with dspy.context(callbacks=[*(dspy.settings.get("callbacks") or []), self._callback_class()()]):
+                yield outcome
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:  # a failure to end or export the trace never fails the example
+                span_cm.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+            except Exception as exc:  # noqa: BLE001
+                if exc is not error:
+                    log.warning("MLflow: could not end the trace of %s: %s", name, exc)
+
+    def take_prefix(self, prefix: str) -> dict[str, list[str]]:
+        """The trace ids of every group named ``prefix<rest>``, by ``<rest>`` (forgotten here)."""
+        with self._lock:
+            groups = [g for g in self._ids if g.startswith(prefix)]
+            return {g.removeprefix(prefix): self._ids.pop(g) for g in groups}
+
+    def take(self, group: str) -> list[str]:
+        """The trace ids logged under ``group`` (forgotten here)."""
+        with self._lock:
+            return self._ids.pop(group, [])

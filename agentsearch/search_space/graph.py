@@ -306,47 +306,82 @@ class AgentGraph(BaseModel):
         return isinstance(other, AgentGraph) and self.config_hash == other.config_hash
 
     def render_png(self, path: str | Path, dpi: int = 110) -> Path:
-        """Draw the graph (entry at the left, layers to the right) to a PNG file."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
+        """Draw the graph (see :meth:`figure`) to a PNG file (or SVG, by the suffix)."""
         import matplotlib.pyplot as plt
 
-        g = self.to_networkx()
-        for layer, gen in enumerate(nx.topological_generations(g)):
-            for n in gen:
-                g.nodes[n]["layer"] = layer
-        pos = nx.multipartite_layout(g, subset_key="layer")
-        labels = {ENTRY: "question"}
-        for node in self.nodes:
-            knobs = node.params.model_dump(mode="json", exclude_unset=True, exclude={"instruction", "demos"})
-            extra = "\n".join(f"{k}={v}" for k, v in knobs.items())
-            labels[node.id] = f"{node.id}\n[{node.op}]" + (f"\n{extra}" if extra else "")
-        colors = ["#d9d9d9" if n == ENTRY else "#ffd27f" if n == self.output else "#9ecae1" for n in g.nodes]
-        width = max(4.0, 2.4 * (max(d["layer"] for _, d in g.nodes(data=True)) + 1))
-        height = max(3.0, 1.6 * max(len(gen) for gen in nx.topological_generations(g)))
-        fig, ax = plt.subplots(figsize=(width, height))
+        fig = self.figure()
         try:
-            nx.draw_networkx(
-                g,
-                pos,
-                ax=ax,
-                labels=labels,
-                node_color=colors,
-                node_size=3200,
-                font_size=8,
-                arrows=True,
-                arrowsize=14,
-                node_shape="s",
-            )
-            ax.set_title(f"{self.name}  ({self.config_hash})", fontsize=9)
-            ax.axis("off")
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=dpi, bbox_inches="tight")
         finally:
             plt.close(fig)
         return path
+
+    def figure(self) -> Any:
+        """The graph as a matplotlib figure (entry at the left, layers to the right; the caller closes it).
+
+        Each node is a box sized to its label (id, operator, every knob set), so nothing is cut off; the
+        figure is sized to the boxes."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        g = self.to_networkx()
+        labels = {ENTRY: "question"}
+        for node in self.nodes:
+            knobs = node.params.model_dump(mode="json", exclude_unset=True, exclude={"instruction", "demos"})
+            extra = [f"{k}={_short(v)}" for k, v in knobs.items()]
+            labels[node.id] = "\n".join([node.id, f"[{node.op}]", *extra])
+        layers = [sorted(gen, key=str) for gen in nx.topological_generations(g)]
+
+        def width(n: str) -> float:  # inches, at font size 8 (monospace-ish estimate) plus padding
+            return 0.075 * max(len(line) for line in labels[n].splitlines()) + 0.35
+
+        def height(n: str) -> float:
+            return 0.16 * len(labels[n].splitlines()) + 0.3
+
+        gap_x, gap_y = 0.6, 0.3
+        col_w = [max(width(n) for n in layer) for layer in layers]
+        col_h = [sum(height(n) for n in layer) + gap_y * (len(layer) - 1) for layer in layers]
+        fig_w, fig_h = sum(col_w) + gap_x * (len(layers) - 1), max(col_h)
+        pos: dict[str, tuple[float, float]] = {}
+        x = 0.0
+        for layer, w, h in zip(layers, col_w, col_h, strict=True):
+            y = (fig_h + h) / 2  # top of the column, columns centred vertically
+            for n in layer:
+                pos[n] = (x + w / 2, y - height(n) / 2)
+                y -= height(n) + gap_y
+            x += w + gap_x
+        fig, ax = plt.subplots(figsize=(max(3.0, fig_w + 0.4), max(1.5, fig_h + 0.6)))
+        try:  # coordinates are inches: the boxes fit the axes
+            ax.set_xlim(-0.2, fig_w + 0.2)
+            ax.set_ylim(-0.3, fig_h + 0.3)
+            ax.axis("off")
+            boxes = {}
+            for n, (bx, by) in pos.items():
+                color = "#d9d9d9" if n == ENTRY else "#ffd27f" if n == self.output else "#9ecae1"
+                boxes[n] = ax.text(
+                    bx, by, labels[n], ha="center", va="center", fontsize=8, family="monospace", zorder=3,
+                    bbox={"boxstyle": "round,pad=0.4", "facecolor": color, "edgecolor": "#555555"},
+                )  # fmt: skip
+            for u, v in g.edges:
+                ax.annotate(
+                    "", xy=pos[v], xytext=pos[u], zorder=4,
+                    arrowprops={"arrowstyle": "-|>", "mutation_scale": 14, "color": "#333333", "shrinkA": 2,
+                                "shrinkB": 2, "patchA": boxes[u].get_bbox_patch(), "patchB": boxes[v].get_bbox_patch()},
+                )  # fmt: skip
+            ax.set_title(f"{self.name}  ({self.config_hash})", fontsize=9)
+        except BaseException:
+            plt.close(fig)
+            raise
+        return fig
+
+
+def _short(value: Any, limit: int = 48) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _first_error(exc: ValidationError, prefix: str = "") -> str:

@@ -85,3 +85,24 @@ def test_cache_lives_in_the_run_dir_and_can_be_off(fake_server, tmp_path):
         configure_cache(None)
     _run(fake_server, cache=False)
     assert fake_server.n_requests == n + 20
+
+
+def test_trace_hook_wraps_the_chosen_examples_and_gets_their_records(fake_server):
+    from contextlib import contextmanager
+
+    entered, outcomes = [], {}
+
+    @contextmanager
+    def around(example):
+        entered.append(example.id)
+        yield lambda record: outcomes.__setitem__(example.id, (record.prediction, record.correct))
+
+    def hook(example):
+        return around(example) if example.id in ("q0", "q3") else None  # None: not wrapped
+
+    program = compile_graph(AgentGraph.single("cot"), lms={"default": make_lm(fake_server)})
+    result = Evaluator(metric, concurrency=4, trace=hook).evaluate(program, EXAMPLES)
+    assert sorted(entered) == ["q0", "q3"] and set(outcomes) == {"q0", "q3"}
+    by_id = {r.id: r for r in result.records}
+    assert all(outcomes[i] == (by_id[i].prediction, by_id[i].correct) for i in outcomes)
+    assert result.n == 20 and result.n_errors == 0

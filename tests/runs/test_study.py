@@ -170,7 +170,14 @@ def test_full_study_tracks_tests_once_and_exports(tmp_path, fake_server, questio
     # a kill between Optuna's tell and MLflow's bookkeeping: one child left RUNNING, one never logged
     client.update_run(children[1].info.run_id, status="RUNNING")
     client.delete_run(children[2].info.run_id)
-    # resuming a finished study runs no new trial and no new test evaluation, and repairs MLflow
+    # resuming a finished study runs no new trial and no new test evaluation, and repairs MLflow (and redraws
+    # the study's plots)
+    import shutil
+    from urllib.parse import urlparse
+
+    plots_dir = Path(urlparse(parent_run.info.artifact_uri).path) / "plots"
+    assert (plots_dir / "optimization_history.png").exists()
+    shutil.rmtree(plots_dir)
     before = fake_server.n_requests
     again = run_study(cfg, lms)
     assert again["n_trials"] == 8 and again["best_test"] == summary["best_test"]
@@ -178,6 +185,10 @@ def test_full_study_tracks_tests_once_and_exports(tmp_path, fake_server, questio
     repaired = tracker.child_runs(parents[0].info.run_id)
     assert len(repaired) == 8 and all(r.info.status in ("FINISHED", "FAILED") for r in repaired)
     assert sorted(int(r.data.tags["agentsearch.trial"]) for r in repaired) == list(range(8))
+    assert (plots_dir / "optimization_history.png").exists()
+    assert [r.data.tags["agentsearch.trial"] for r in repaired if r.data.tags.get("agentsearch.best") == "true"] == [
+        str(again["best_trial"])
+    ]
 
 
 def test_designs_over_the_call_budget_are_resampled_not_counted(tmp_path, fake_server):

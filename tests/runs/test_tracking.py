@@ -17,7 +17,15 @@ from urllib.parse import urlparse
 
 import pytest
 
-from agentsearch.runs.tracking import MAX_PARAM_LEN, MlflowTracker, default_tracking_uri, flatten, redact
+from agentsearch.runs.tracking import (
+    KEY_METRICS,
+    KEY_TAGS,
+    MAX_PARAM_LEN,
+    MlflowTracker,
+    default_tracking_uri,
+    flatten,
+    redact,
+)
 from agentsearch.search_space.graph import AgentGraph
 
 SECRET = "sk-THIS-IS-A-SECRET-123"
@@ -135,17 +143,22 @@ def test_study_and_complete_trial(tracker, graph):
     space_logged = json.loads(artifact_texts(tracker, parent)["search_space.json"])
     assert space_logged == {"ops": ["cot", "predict"], "auth": {}}
 
+    started = time.time() - 30.0
     child = tracker.log_trial(
         parent, 3, graph=graph, params={"op": "cot", "lm": {"temperature": 0.7, "api_key": SECRET}},
         state="COMPLETE",
         metrics={"val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4, "skip": None,
-                 "nan": float("nan")},
-        records=records(4), origin="baseline:cot",
+                 "nan": float("nan"), "n_errors": 1.0},
+        records=records(4), origin="baseline:cot", start_time=started, end_time=started + 5.5,
     )
     run = tracker.client.get_run(child)
-    assert run.info.run_name == "trial-0003" and run.info.status == "FINISHED"
+    assert run.info.run_name == "study-a/trial-3" and run.info.status == "FINISHED"
+    # the run lasts as long as the trial ran (5.5 s, 30 s ago), not as long as logging it took
+    assert run.info.start_time == int(started * 1000)
+    assert run.info.end_time - run.info.start_time == 5500
     tags = run.data.tags
     assert tags["mlflow.parentRunId"] == parent
+    assert tags["agentsearch.study"] == "study-a"
     assert tags["agentsearch.trial"] == "3"
     assert tags["agentsearch.state"] == "COMPLETE"
     assert tags["agentsearch.origin"] == "baseline:cot"
@@ -156,7 +169,10 @@ def test_study_and_complete_trial(tracker, graph):
         "op": "cot", "lm.temperature": "0.7", "graph.name": "x", "graph.hash": graph.config_hash,
         "graph.nodes": "1", "graph.formats": "text",
     }
-    assert run.data.metrics == {"val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4.0}
+    # errors: the stable name of the failed-example count (a column of the runs table)
+    assert run.data.metrics == {
+        "val_score": 0.5, "tokens_per_question": 15.0, "n_examples": 4.0, "n_errors": 1.0, "errors": 1.0,
+    }
 
     files = artifact_texts(tracker, child)
     assert {"graph.yaml", "graph.png", "predictions.json"} <= set(files)
@@ -267,7 +283,7 @@ def test_resume_reopens_the_same_parent(tracker, graph, caplog):
     tracker.log_trial(parent, 1, graph=graph, params={}, state="COMPLETE", metrics={"val_score": 0.4})
     assert [r.data.tags["agentsearch.trial"] for r in tracker.child_runs(parent)] == ["0", "1"]
     studies = tracker.client.search_runs(
-        [tracker.experiment_id], filter_string="tags.`agentsearch.study` = 'study-e'"
+        [tracker.experiment_id], filter_string="tags.`agentsearch.study` = 'study-e' AND tags.`agentsearch.kind` = 'study'"
     )
     assert [r.info.run_id for r in studies] == [parent]
 
@@ -357,3 +373,117 @@ def test_ui_command_starts_and_serves(tracker, tmp_path):
             pass
         proc.wait()
         logfile.close()
+
+
+# -- the study's outcome: tags, test scores, plots, the runs view ----------------------------
+
+
+def test_best_and_pareto_tags_and_test_scores_follow_the_study(tracker):
+    parent = tracker.start_study("study-tags", {}, {}, {})
+    graphs = [AgentGraph.single("cot", name="a"), AgentGraph.single("predict", name="b"),
+              AgentGraph.single("cot", name="c", temperature=0.5)]
+    for i, g in enumerate(graphs):
+        tracker.log_trial(parent, i, graph=g, params={}, state="COMPLETE", metrics={"val_score": i / 4})
+    tracker.log_trial(parent, 3, graph=graphs[0], params={}, state="PRUNED", metrics={"val_score": 0.0})
+    tracker.mark_trials(parent, best=[1], pareto=[1, 2], test_scores={graphs[1].config_hash: 0.7})
+
+    def view() -> dict[int, tuple[dict, dict]]:
+        return {
+            int(r.data.tags["agentsearch.trial"]): (r.data.tags, r.data.metrics) for r in tracker.child_runs(parent)
+        }
+
+    runs = view()
+    assert [n for n, (tags, _) in runs.items() if tags.get("agentsearch.best") == "true"] == [1]
+    assert [n for n, (tags, _) in runs.items() if tags.get("agentsearch.pareto") == "true"] == [1, 2]
+    assert runs[1][1]["test_score"] == 0.7 and "test_score" not in runs[0][1]
+    assert runs[3][0]["agentsearch.state"] == "PRUNED"
+    assert tracker.client.get_run(parent).data.tags["agentsearch.best_trial"] == "1"
+
+    # a later session selects another trial: the tags move, they are not left on the old one
+    tracker.mark_trials(parent, best=[2], pareto=[])
+    runs = view()
+    assert [n for n, (tags, _) in runs.items() if "agentsearch.best" in tags] == [2]
+    assert not any("agentsearch.pareto" in tags for tags, _ in runs.values())
+
+
+def _optuna_study(n_complete: int, directions: tuple[str, ...] = ("maximize",)):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=list(directions), sampler=optuna.samplers.RandomSampler(seed=0))
+    for i in range(n_complete + 1):
+        trial = study.ask()
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_categorical("op", ["cot", "predict"])
+        if len(directions) == 1:
+            for step in (4, 8):
+                trial.report(x * step / 8, step)
+        if i == n_complete:  # one pruned trial as well
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, [x + (y == "cot"), 100 * x][: len(directions)])
+    return study
+
+
+def test_study_plots_are_logged_in_the_study_run(tracker):
+    import optuna
+
+    parent = tracker.start_study("study-plots", {}, {}, {})
+    study = _optuna_study(6)
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):
+        study.set_metric_names(["val accuracy"])
+    logged = tracker.log_study_plots(parent, study)
+    assert logged == ["plots/optimization_history.png", "plots/param_importances.png", "plots/intermediate_values.png"]
+    files = {a.path for a in tracker.client.list_artifacts(parent, "plots")}
+    assert files == set(logged)
+    root = Path(urlparse(tracker.client.get_run(parent).info.artifact_uri).path)
+    assert all((root / f).read_bytes()[:4] == b"\x89PNG" and (root / f).stat().st_size > 5000 for f in logged)
+
+    two = tracker.start_study("study-pareto", {}, {}, {})
+    assert "plots/pareto_front.png" in tracker.log_study_plots(two, _optuna_study(5, ("maximize", "minimize")))
+
+
+def test_impossible_plots_are_skipped_with_a_log_line(tracker, caplog):
+    parent = tracker.start_study("study-early", {}, {}, {})
+    with caplog.at_level(logging.INFO, logger="agentsearch.runs.tracking"):
+        logged = tracker.log_study_plots(parent, _optuna_study(1))  # importances need 2 complete trials
+    assert "plots/param_importances.png" not in logged and "plots/optimization_history.png" in logged
+    assert "no param importances plot yet (1 complete trial(s); importances need 2)" in caplog.text
+    # nothing complete yet: only the pruned trial's intermediate values can be drawn
+    with caplog.at_level(logging.INFO, logger="agentsearch.runs.tracking"):
+        assert tracker.log_study_plots(parent, _optuna_study(0)) == ["plots/intermediate_values.png"]
+    assert "no optimization history plot yet (no complete trial)" in caplog.text
+
+
+def test_runs_view_url_is_a_shared_view_of_the_study_trials(tracker):
+    parent = tracker.start_study("study-view", {}, {}, {})
+    url = tracker.runs_view_url("http://127.0.0.1:5000/", "study-view")
+    prefix = f"http://127.0.0.1:5000/#/experiments/{tracker.experiment_id}/runs?workflowType=machine_learning"
+    assert url.startswith(prefix + "&viewStateShareKey=")
+    key = url.rsplit("=", 1)[1]
+    state = json.loads(tracker.client.get_experiment(tracker.experiment_id).tags[f"mlflow.sharedViewState.{key}"])
+    assert state["selectedColumns"] == [f"metrics.`{m}`" for m in KEY_METRICS] + [f"tags.`{t}`" for t in KEY_TAGS]
+    assert state["orderByKey"] == "metrics.`val_score`" and state["orderByAsc"] is False
+    # the filter picks exactly the study's trials
+    tracker.log_trial(parent, 0, graph=None, params={}, state="COMPLETE", metrics={"val_score": 1.0})
+    found = tracker.client.search_runs([tracker.experiment_id], filter_string=state["searchFilter"])
+    assert [r.info.run_name for r in found] == ["study-view/trial-0"]
+    assert tracker.study_run("study-view") == parent and "study-view" in tracker.study_names()
+    assert tracker.study_run_url("http://h:1", parent) == (
+        f"http://h:1/#/experiments/{tracker.experiment_id}/runs/{parent}/artifacts/plots/optimization_history.png"
+        "?workflowType=machine_learning"
+    )
+
+
+def test_a_trace_that_cannot_start_leaves_the_example_untraced(tracker, monkeypatch, caplog):
+    import mlflow
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tracing backend down")
+
+    monkeypatch.setattr(mlflow, "start_span", broken)
+    ran = []
+    with tracker.tracer(1) as tracer, caplog.at_level(logging.WARNING, logger="agentsearch.runs.tracking"):
+        with tracer.example("trial:0", "s/trial-0", {"question": "q"}, {}) as outcome:
+            ran.append(outcome)
+    assert ran == [None] and tracer.take("trial:0") == []
+    assert "could not start a trace for s/trial-0: tracing backend down" in caplog.text

@@ -154,6 +154,45 @@ def test_render_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 2000
 
 
+def test_picture_boxes_fit_their_labels_and_show_every_knob(tmp_path):
+    """Every node's box holds its whole label (knobs included), no two boxes overlap, all lie inside the axes."""
+    import matplotlib.pyplot as plt
+
+    graph = AgentGraph.from_dict({
+        "name": "wide",
+        "output": "final",
+        "nodes": [
+            {"id": "search_with_a_long_id", "op": "prm_beam", "params": {"beam_width": 2, "expansions": 3, "depth": 4}},
+            {"id": "sc", "op": "self_consistency", "params": {"n": 5, "temperature": 0.7}},
+            {"id": "final", "op": "judge", "inputs": ["search_with_a_long_id", "sc"]},
+        ],
+    })
+    fig = graph.figure()
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        ax = fig.axes[0]
+        texts = [t for t in ax.texts if t.get_bbox_patch() is not None]
+        labels = {t.get_text().splitlines()[0]: t.get_text() for t in texts}
+        assert set(labels) == {"question", "search_with_a_long_id", "sc", "final"}
+        assert "expansions=3" in labels["search_with_a_long_id"] and "depth=4" in labels["search_with_a_long_id"]
+        assert "n=5" in labels["sc"]
+        axes_box = ax.get_window_extent(renderer)
+        boxes = []
+        for t in texts:
+            text_box = t.get_window_extent(renderer)
+            box = t.get_bbox_patch().get_window_extent(renderer)
+            assert box.x0 <= text_box.x0 and text_box.x1 <= box.x1 and box.y0 <= text_box.y0 and text_box.y1 <= box.y1
+            assert axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1 and axes_box.y0 <= box.y0 and box.y1 <= axes_box.y1
+            boxes.append(box)
+        for i, a in enumerate(boxes):
+            assert not any(a.overlaps(b) for b in boxes[i + 1 :]), "boxes overlap"
+    finally:
+        plt.close(fig)
+    svg = graph.render_png(tmp_path / "g.svg")
+    assert svg.read_text().lstrip().startswith("<?xml")
+
+
 def test_copy_with_new_nodes_gets_a_new_identity_and_is_validated():
     g = AgentGraph.single("cot")
     other = AgentGraph.single("cot", temperature=0.5)
