@@ -266,7 +266,7 @@ class ModelSet:
 class ModelFlags:
     """How a command chose its models: the same flags for ``evaluate``, ``run`` and ``optimize``
     (``--model``, ``--api-base``, ``--api-key``, ``--config``, ``--local-model``, ``--local-model-size``,
-    ``--timeout``). :meth:`public` is what a study stores (never the key); :meth:`argv` gives the flags back."""
+    ``--call-timeout``). :meth:`public` is what a study stores (never the key); :meth:`argv` gives the flags back."""
 
     model: str = "local"
     api_base: tuple[str, ...] = ()
