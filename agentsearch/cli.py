@@ -602,7 +602,24 @@ def optimize(
     ] = "text,chat,xml,json",
     max_calls_total: Annotated[
         int | None,
-        typer.Option("--max-calls", min=1, help="LLM-call budget of the search (proposers included); then test"),
+        typer.Option(
+            "--max-calls",
+            min=1,
+            help="study limit: start no new trial once the trials cost this many LLM calls (proposers included); "
+            "the study then ends as usual (selection, test, export)",
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max-tokens", min=1, help="study limit: ... once the trials cost this many tokens"),
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            help="study limit: ... once this session has searched this long: seconds or 90s, 30m, 2h, 1h30m "
+            "(the selection and the test come after it)",
+        ),
     ] = None,
     top_k: Annotated[
         int,
@@ -645,7 +662,7 @@ def optimize(
         levels=levels, sampler=sampler, pruner=pruner, parallel=parallel, concurrency=concurrency,
         min_batch=min_batch, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
         max_calls_per_question=max_calls, proposer_model=proposer_model, prompt_optimizer=prompt_optimizer,
-        top_k=top_k, max_calls=max_calls_total, warn=_warn,
+        top_k=top_k, max_calls=max_calls_total, max_tokens=max_tokens, time_budget=time_budget, warn=_warn,
     )  # fmt: skip
     from agentsearch.runs.loop import StudyStopped
 
@@ -830,6 +847,18 @@ class _StudyProgress:
     def announce(self, message: str) -> None:
         self.bar.console.print(message, markup=False, highlight=False)
 
+    def study_resumed(self, so_far: Any) -> None:
+        """A resumed study: the bar continues from the trials earlier sessions finished (calls and tokens
+        stay this session's spending)."""
+        with self._lock:
+            self.finished, self.pruned, self.best = so_far.finished, so_far.pruned, so_far.best_val
+            self.bar.update(
+                self.task,
+                completed=self.finished,
+                pruned=self.pruned,
+                best="-" if self.best is None else f"{self.best:.3f}",
+            )
+
     def trial_started(self, candidate: Any) -> None:
         if not self.bar.live.is_started:
             self.bar.start()
@@ -938,6 +967,13 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
         f"LLM calls: {summary['calls']:,}, tokens: {summary['tokens']:,}",
         markup=False,
     )
+    if summary.get("stopped_reason"):
+        out.print(
+            f"the search stopped early: {summary['stopped_reason']}; {summary['n_trials']} of --trials "
+            f"{summary.get('trials_requested', '?')} trials ran, then the selection and the test as usual",
+            markup=False,
+            highlight=False,
+        )
     out.print(f"exported: {summary['export_dir']}/best.yaml", markup=False)
     if summary.get("reproduce"):
         out.print(f"reproduce the best agent's test score: {summary['reproduce']}", markup=False, highlight=False)

@@ -15,7 +15,7 @@ from typing import Any
 from agentsearch.errors import UserError
 from agentsearch.evaluators.benchmarks import SplitSpec
 from agentsearch.evaluators.llm.models import ModelFlags
-from agentsearch.runs.study import StudyConfig, default_study_name, prepare_study, run_study
+from agentsearch.runs.study import StudyConfig, default_study_name, parse_duration, prepare_study, run_study
 
 
 def _names(text: str | None) -> list[str]:
@@ -39,12 +39,14 @@ def study_config(
     formats: str = "text,chat,xml,json",
     baselines: bool = True,
     baseline_names: str | None = None,
+    time_budget: str | float | None = None,
     warn: Callable[[str], None] = lambda msg: None,
     **settings: Any,
 ) -> StudyConfig:
     """The study the ``optimize`` flags describe. Split sizes are counts or fractions as typed (``"50"``,
     ``"0.1"``); names are checked here, before any data is loaded (each check's error names its flag).
     ``settings`` are :class:`StudyConfig` fields as they are; ``warn`` gets one line per deprecated flag.
+    ``time_budget``: seconds or a duration (``90s``, ``30m``, ``2h``, ``1h30m``).
 
     One flag names the search: ``optimizer`` (any strategy: an Optuna sampler, an LLM strategy, staged;
     default ``tpe``). The deprecated ``strategy`` (``staged``) and ``sampler`` map onto it; ``sampler`` next
@@ -91,6 +93,8 @@ def study_config(
     pruner = "none" if len(parsed) > 1 else (pruner or "sha")
     make_sampler(sampler, 0, len(parsed), 1)  # the sampler's own requirements (packages, objectives)
     SearchSpace.from_levels(settings.get("levels", "prompt,module,agent"))
+    if time_budget is not None:
+        settings["time_budget_s"] = parse_duration(str(time_budget))
     split = SplitSpec(
         seed=settings.get("seed", 0),
         val_size=SplitSpec.parse_size(val_size, "--val-size"),
@@ -111,6 +115,7 @@ def study_config(
         baseline_names=check_baseline_names(_names(baseline_names)) if baseline_names is not None else None,
         run_dir=run_dir,
         aliases=models.aliases(),
+        prices=models.prices(),
         model_flags=models.public(),
         **settings,
     )
