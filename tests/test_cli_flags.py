@@ -187,3 +187,22 @@ def test_optimize_help_hides_the_deprecated_names(capsys):
     _, out, _ = run(capsys, "optimize", "--help")
     assert "--optimizer" in out and "staged" in out
     assert "--sampler" not in out and "--strategy" not in out and "--timeout" not in out
+
+
+def test_serve_help_and_readme_say_what_the_model_packages_hold(capsys):
+    """The packaged models' names, versions, sizes and sha256 as the code pins them, and the hub repos."""
+    from pathlib import Path
+
+    from agentsearch.evaluators.llm.backends.local import HUB_MODELS, PACKAGED_MODELS
+
+    _, help_text, _ = run(capsys, "serve", "--help")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for text in (" ".join(help_text.split()), readme):
+        for model in PACKAGED_MODELS.values():
+            assert model.sha256 in text and f"{model.size:,}" in text and model.version in text
+            assert model.dist_names[0] in text and model.dist_names[-1].rsplit("-", 1)[1] in text
+            upstream = "Qwen/" + model.key.replace("qwen2.5-coder", "Qwen2.5-Coder").split("-q4")[0]
+            assert upstream.replace("-instruct", "-Instruct").replace("b-", "B-") + "-GGUF" in text
+        for hub in HUB_MODELS.values():
+            assert hub.repo_id in text and hub.filename.split("-q4")[0] in text
+        assert "Apache-2.0" in text and "hf_hub_download" in text
