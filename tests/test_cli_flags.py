@@ -206,3 +206,19 @@ def test_serve_help_and_readme_say_what_the_model_packages_hold(capsys):
         for hub in HUB_MODELS.values():
             assert hub.repo_id in text and hub.filename.split("-q4")[0] in text
         assert "Apache-2.0" in text and "hf_hub_download" in text
+
+
+def test_a_pareto_study_config_without_a_pruner_logs_no_pruner_warning(tmp_path, questions_file, caplog):
+    from agentsearch.runs.study import StudyConfig, prepare_study
+
+    cfg = StudyConfig(study="p", benchmark="jsonl", data=str(questions_file), val_size=8, test_size=8,
+                      objectives=("accuracy", "tokens"), run_dir=tmp_path, tracking=False)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        prepare_study(cfg)
+    assert cfg.pruner_name() == "none" and "pruner" not in caplog.text
+    explicit = StudyConfig(study="q", benchmark="jsonl", data=str(questions_file), val_size=8, test_size=8,
+                           objectives=("accuracy", "tokens"), pruner="sha", run_dir=tmp_path,
+                           tracking=False)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        prepare_study(explicit)
+    assert "--pruner sha is ignored" in caplog.text  # set by the caller: said once

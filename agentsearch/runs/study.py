@@ -65,7 +65,7 @@ class StudyConfig:
     trials: int = 20
     levels: str = "prompt,module,agent"
     sampler: str = "tpe"
-    pruner: str = "sha"
+    pruner: str | None = None  # None: sha, or none for a multi-objective study (Optuna prunes single-objective only)
     objectives: tuple[str, ...] = ("accuracy",)
     parallel: int = 2
     concurrency: int = 8
@@ -89,6 +89,10 @@ class StudyConfig:
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # alias -> USD per 1M (input, output)
     baseline_names: tuple[str, ...] | None = None  # the baselines enqueued (None: all four)
     model_flags: dict[str, Any] = field(default_factory=dict)  # the CLI flags that chose the models (no keys)
+
+    def pruner_name(self) -> str:
+        """The pruner the study runs: ``pruner``, else ``sha`` (``none`` with several objectives)."""
+        return self.pruner if self.pruner is not None else ("none" if len(self.objectives) > 1 else "sha")
 
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the stored one."""
@@ -217,7 +221,7 @@ def project_budget(
     ] if cfg.baselines else []  # fmt: skip
     todo = todo[:remaining]
     n_searched = remaining - len(todo)
-    per_trial = examples_per_trial(n_val, cfg.min_batch, cfg.pruner)
+    per_trial = examples_per_trial(n_val, cfg.min_batch, cfg.pruner_name())
     search = [
         sum(calls_range(g)[i] for g in todo) * per_trial + per_q[i] * per_trial * n_searched for i in (0, 1)
     ]
@@ -508,7 +512,7 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         study_name=cfg.study,
         storage=storage,
         sampler=cfg.sampler,
-        pruner=cfg.pruner,
+        pruner=cfg.pruner_name(),
         objectives=objectives,
         seed=cfg.seed,
         min_resource=cfg.min_batch,
