@@ -54,6 +54,7 @@ EARLY_STOP_KNOBS = {
     "reflexion": "max_trials",
 }
 
+
 @dataclass
 class StudyConfig:
     study: str
