@@ -222,3 +222,16 @@ def test_a_pareto_study_config_without_a_pruner_logs_no_pruner_warning(tmp_path,
     with caplog.at_level("WARNING"):
         prepare_study(explicit)
     assert "--pruner sha is ignored" in caplog.text  # set by the caller: said once
+
+
+def test_optimize_says_which_limit_stopped_it(tmp_path, fake_server, questions_file, capsys):
+    code, out, err = run(
+        capsys, "optimize", "--benchmark", "jsonl", "--data", str(questions_file), "--model", fake_server.model,
+        "--api-base", fake_server.url, "--val-size", "8", "--test-size", "8", "--min-batch", "4", "--formats", "text",
+        "--trials", "12", "--parallel", "1", "--concurrency", "4", "--no-tracking", "--no-cache", "--run-dir",
+        str(tmp_path), "--max-tokens", "2000", "--sampler", "random",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "warning: --sampler is deprecated: use --optimizer random" in err
+    assert "projected: " in err and " LLM calls" in err
+    assert "the search stopped early: token budget reached" in out and "of --trials 12 trials ran" in out

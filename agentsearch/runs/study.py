@@ -564,7 +564,7 @@ def _run_study(
     attrs = optimizer.attrs()
     projection = project_budget(
         space, cfg, len(val), len(test), remaining, finished=optimizer.trials() if optimizer.resumed else [],
-        tested=bool(attrs.get("test_results")) and attrs.get("agentsearch.selection") is not None,
+        tested=bool(attrs.get("test_results")),  # a finished study: its test results are stored (and reused)
     )  # fmt: skip
     if projection is not None:  # None: nothing left to run
         announce(projection.describe())
