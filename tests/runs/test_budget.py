@@ -133,3 +133,17 @@ def test_a_resumed_study_continues_the_progress_bar(tmp_path, fake_server, quest
     assert [s.finished for s in seen] == [3]
     task = progress.bar.tasks[0]
     assert (task.completed, task.total) == (5, 5)  # not "2/5"
+
+
+def test_a_finished_study_projects_nothing(tmp_path, fake_server, questions_file):
+    models = ModelFlags(model=fake_server.model, api_base=(fake_server.url,))
+    common = {"benchmark": "jsonl", "models": models, "run_dir": tmp_path, "study": "done",
+              "data": str(questions_file), "val_size": "8", "test_size": "8", "formats": "text", "min_batch": 4,
+              "parallel": 1, "concurrency": 4, "tracking": False, "trials": 3}  # fmt: skip
+    first: list[str] = []
+    optimize(study_config(**common), models, cache=False, announce=first.append)
+    again: list[str] = []
+    optimize(study_config(**common), models, cache=False, announce=again.append)
+    assert any(line.startswith("projected:") for line in first)
+    assert not any("projected" in line for line in again), again
+    assert any("3 trials finished, 0 to go" in line for line in again)
