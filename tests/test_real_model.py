@@ -27,7 +27,8 @@ def test_default_cot_answers_easy_arithmetic_better_than_direct(tmp_path):
     for name in ("cot", "direct"):
         out = cli(
             "evaluate", "--agent", str(tmp_path / "agents" / f"{name}.yaml"), "--benchmark", "jsonl", "--data",
-            str(FIXTURES / "arithmetic_easy.jsonl"), "--val-size", "0", "--test-size", "12", "--concurrency", "2",
+            str(FIXTURES / "arithmetic_easy.jsonl"), "--split", "test", "--val-size", "0", "--test-size", "12",
+            "--concurrency", "2",
             "--run-dir", str(tmp_path / "run"), "--records", str(tmp_path / f"{name}.jsonl"), "--json", timeout=840,
         ).stdout
         scores[name] = json.loads(out)

@@ -71,6 +71,7 @@ class LoopStats:
     calls: int = 0  # LM calls spent in this session (cache hits are free)
     tokens: int = 0
     design_calls: int = 0  # what the finished trials cost (cache hits, preparation and proposers included)
+    design_tokens: int = 0
     wall_s: float = 0.0
     stopped_reason: str | None = None
     by_model: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -102,6 +103,8 @@ class SearchLoop:
         prepare: Callable[[Candidate], AgentGraph] | None = None,
         max_calls: int | None = None,
         trace: Callable[[Candidate, Example], AbstractContextManager[Any] | None] | None = None,
+        max_tokens: int | None = None,
+        time_budget_s: float | None = None,
     ):
         if n_trials <= 0:
             raise ValueError("n_trials must be > 0")
@@ -118,10 +121,13 @@ class SearchLoop:
         self.observer = observer
         self.max_calls_per_question = max_calls_per_question
         self.max_calls = max_calls
-        # a resumed study has spent its earlier trials' calls already
-        self._calls_before = int(
-            sum(t.metrics.get("calls", 0.0) for t in optimizer.trials() if t.state in ("COMPLETE", "PRUNED"))
-        )
+        self.max_tokens = max_tokens
+        self.time_budget_s = time_budget_s
+        # a resumed study has spent its earlier trials' calls and tokens already
+        earlier = [t for t in optimizer.trials() if t.state in ("COMPLETE", "PRUNED")]
+        self._calls_before = int(sum(t.metrics.get("calls", 0.0) for t in earlier))
+        self._tokens_before = int(sum(t.metrics.get("tokens", 0.0) for t in earlier))
+        self._start: float | None = None
         self.prepare = prepare
         self.trace = trace  # e.g. MLflow traces of a sample of each trial's examples
         self.stats = LoopStats()
@@ -224,7 +230,7 @@ class SearchLoop:
         return True
 
     def run(self) -> LoopStats:
-        start = time.perf_counter()
+        start = self._start = time.perf_counter()
         consecutive_failures = 0
         consecutive_rejected = 0
         in_flight: dict[Future, Candidate] = {}
@@ -268,10 +274,7 @@ class SearchLoop:
                     self._drain(in_flight)
                     raise StudyStopped(self.stats.stopped_reason)
             if self._remaining(in_flight) > 0 and self.budget_spent():
-                self.stats.stopped_reason = (
-                    f"call budget reached: {self._calls_before + self.stats.design_calls:,} of "
-                    f"{self.max_calls:,} LLM calls (--max-calls)"
-                )
+                self.stats.stopped_reason = self.limit_reached()
         except KeyboardInterrupt:
             self._cancel.set()
             self.stats.stopped_reason = "interrupted"
@@ -284,8 +287,23 @@ class SearchLoop:
         return self.stats
 
     def budget_spent(self) -> bool:
-        """True once the study's trials have cost ``max_calls`` LLM calls (None: no budget)."""
-        return self.max_calls is not None and self._calls_before + self.stats.design_calls >= self.max_calls
+        """True once a study limit is reached (``max_calls``, ``max_tokens``, ``time_budget_s``; None: none)."""
+        return self.limit_reached() is not None
+
+    def limit_reached(self) -> str | None:
+        """Which study limit stops new trials, in words (None while none is reached). Calls and tokens count
+        the study's trials, earlier sessions' too; time counts this session's search."""
+        calls = self._calls_before + self.stats.design_calls
+        if self.max_calls is not None and calls >= self.max_calls:
+            return f"call budget reached: {calls:,} of {self.max_calls:,} LLM calls (--max-calls)"
+        tokens = self._tokens_before + self.stats.design_tokens
+        if self.max_tokens is not None and tokens >= self.max_tokens:
+            return f"token budget reached: {tokens:,} of {self.max_tokens:,} tokens (--max-tokens)"
+        if self.time_budget_s is not None and self._start is not None:
+            elapsed = time.perf_counter() - self._start
+            if elapsed >= self.time_budget_s:
+                return f"time budget reached: searched {elapsed:,.0f} s of {self.time_budget_s:,.0f} s (--time-budget)"
+        return None
 
     def _drain(self, in_flight: dict[Future, Candidate]) -> None:
         """Cancel running evaluations; record them as FAIL (interrupted) and queue them again."""
@@ -310,8 +328,10 @@ class SearchLoop:
         self.stats.add_usage(records)
         if result.state == "FAIL":  # what the failed attempt spent (its retry is charged again, as it runs again)
             self.stats.design_calls += sum(r.calls - r.cached_calls for r in records)
+            self.stats.design_tokens += sum(r.spent_tokens for r in records)
         else:
             self.stats.design_calls += int(result.metrics.get("calls", 0.0))
+            self.stats.design_tokens += int(result.metrics.get("tokens", 0.0))
         if result.state == "COMPLETE":
             self.stats.complete += 1
             self.stats.finished += 1

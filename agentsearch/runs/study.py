@@ -41,8 +41,19 @@ from agentsearch.search_space.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-#: Rough tokens per LM call used for the projection before a run (prompt + completion).
-TOKENS_PER_CALL_ESTIMATE = 450
+#: Tokens per LM call (prompt + completion) the projection assumes before a study has measured its own:
+#: the demo study of issue 12 (embedded 0.5B model, reasoning_gym) measured ~265; long prompts (demos,
+#: several formats) and long reasoning cost more. A resumed study uses what its trials measured.
+TOKENS_PER_CALL_RANGE = (200, 450)
+#: Operator knobs the cost model counts as a maximum: the loop they bound may end sooner (a reply judged
+#: correct, a program that ran, no more subquestions). The low end of a projection sets them to their minimum.
+EARLY_STOP_KNOBS = {
+    "self_refine": "rounds",
+    "least_to_most": "max_subquestions",
+    "react": "max_iters",
+    "program_of_thought": "repairs",
+    "reflexion": "max_trials",
+}
 
 
 @dataclass
@@ -56,7 +67,7 @@ class StudyConfig:
     trials: int = 20
     levels: str = "prompt,module,agent"
     sampler: str = "tpe"
-    pruner: str = "sha"
+    pruner: str | None = None  # None: sha, or none for a multi-objective study (Optuna prunes single-objective only)
     objectives: tuple[str, ...] = ("accuracy",)
     parallel: int = 2
     concurrency: int = 8
@@ -75,9 +86,16 @@ class StudyConfig:
     formats: tuple[str, ...] = FORMATS  # output formats searched; baselines are evaluated in each
     top_k: int = 3  # candidates re-evaluated on the full validation split before the test
     max_calls: int | None = None  # stop asking for trials once they cost this many LLM calls (proposers included)
+    max_tokens: int | None = None  # ... once they cost this many tokens
+    time_budget_s: float | None = None  # ... once this session has searched this long (seconds)
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # alias -> USD per 1M (input, output)
     baseline_names: tuple[str, ...] | None = None  # the baselines enqueued (None: all four)
     model_flags: dict[str, Any] = field(default_factory=dict)  # the CLI flags that chose the models (no keys)
     trace_examples: int = 2  # MLflow traces of the first N validation examples of each trial (0: no traces at all)
+
+    def pruner_name(self) -> str:
+        """The pruner the study runs: ``pruner``, else ``sha`` (``none`` with several objectives)."""
+        return self.pruner if self.pruner is not None else ("none" if len(self.objectives) > 1 else "sha")
 
     def identity(self) -> dict[str, Any]:
         """What a resumed study must share with the stored one."""
@@ -103,48 +121,216 @@ class StudyConfig:
         return d
 
 
+def calls_range(graph: AgentGraph) -> tuple[int, int]:
+    """LM calls per question of ``graph`` from the operators' cost models: (low, high). High is the cost
+    model's bound; low sets the knobs that only bound a loop (:data:`EARLY_STOP_KNOBS`) to their minimum."""
+    low = 0
+    for node in graph.nodes:
+        knob = EARLY_STOP_KNOBS.get(node.op)
+        params = node.params
+        if knob is not None and hasattr(params, knob):
+            least = next((m.ge for m in type(params).model_fields[knob].metadata if hasattr(m, "ge")), 0)
+            params = params.model_copy(update={knob: least})
+        low += node.spec.calls(params, len(node.upstream))
+    return low, graph.expected_calls()
+
+
+def examples_per_trial(n_val: int, min_batch: int, pruner: str, survival: float = 0.5) -> float:
+    """Validation questions a trial is expected to be scored on under the pruning schedule: every trial
+    runs the first minibatch, and (``sha``, ``hyperband``, ``median``) about ``survival`` of those that
+    reach a rung go on to the next one (Optuna's successive halving keeps the top 1/2 at each rung)."""
+    from agentsearch.runs.loop import minibatch_schedule
+
+    schedule = minibatch_schedule(n_val, min_batch)
+    if pruner == "none" or not schedule:
+        return float(n_val)
+    expected, reach, before = 0.0, 1.0, 0
+    for rung in schedule:
+        expected += reach * (rung - before)
+        before, reach = rung, reach * survival
+    return expected
+
+
 @dataclass
 class Projection:
+    """What the rest of a study is expected to cost: ranges (low, high) of LLM calls, tokens and dollars."""
+
+    calls: tuple[int, int]
+    tokens: tuple[int, int]
+    examples_per_trial: float
     val_examples: int
     test_examples: int
-    calls_per_question: float
-    max_calls: int
-    max_tokens: int
-    proposer_calls: int = 0
+    calls_per_question: tuple[float, float]
+    proposer_calls: tuple[int, int] = (0, 0)
+    usd: tuple[float, float] | None = None
+    limits: tuple[str, ...] = ()  # the study limits that cap the projection
 
     def describe(self) -> str:
-        extra = f", of which {self.proposer_calls:,} by proposers/prompt optimizers" if self.proposer_calls else ""
+        def rng(pair: tuple[float, float], fmt: str = ",.0f") -> str:
+            lo, hi = (format(v, fmt) for v in pair)
+            return lo if lo == hi else f"{lo}-{hi}"
+
+        extra = (
+            f", of which {rng(self.proposer_calls)} by proposers/prompt optimizers" if any(self.proposer_calls) else ""
+        )
+        usd = f", ${rng(self.usd, ',.2f')}" if self.usd is not None else ""
+        capped = f"; capped by {', '.join(self.limits)}" if self.limits else ""
         return (
-            f"projected: up to {self.max_calls:,} LLM calls{extra}, ~{self.max_tokens:,} tokens "
-            f"({self.val_examples} val x trials, {self.test_examples} test; "
-            f"~{self.calls_per_question:.1f} calls/question on average in this space; pruning lowers it)"
+            f"projected: {rng(self.calls)} LLM calls{extra}, {rng(self.tokens)} tokens{usd} "
+            f"({rng(self.calls_per_question, '.1f')} calls/question in this space; "
+            f"~{self.examples_per_trial:.0f} of {self.val_examples} val questions per trial under the pruning "
+            f"schedule; {self.test_examples} test questions per tested agent{capped})"
         )
 
 
-def project_budget(space: SearchSpace, cfg: StudyConfig, n_val: int, n_test: int, remaining: int) -> Projection:
-    """Upper-bound projection of LLM calls: every remaining trial on the full val split, plus the test."""
+def project_budget(
+    space: SearchSpace,
+    cfg: StudyConfig,
+    n_val: int,
+    n_test: int,
+    remaining: int,
+    *,
+    finished: list[FinishedTrial] | None = None,
+    tested: bool = False,
+) -> Projection | None:
+    """The expected cost of what is left of a study, as a range, or None when nothing is left to run.
+
+    From the operators' cost models (:func:`calls_range` of designs sampled from the space, and of the
+    baselines still to run), the pruning schedule (:func:`examples_per_trial`), the top-k re-scoring on the
+    whole validation split, the held-out test, the strategy's proposer calls, and tokens per call (what the
+    study's own trials measured, else :data:`TOKENS_PER_CALL_RANGE`). The study limits cap it. ``$`` when
+    the run config prices the aliases."""
     import optuna
 
+    finished = finished or []
+    if remaining <= 0 and tested:
+        return None
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=cfg.seed))
-    calls = []
+    lows, highs = [], []
     for _ in range(200):
         trial = study.ask()
         graph = space.sample(trial)
         if not space.over_budget(graph):  # over-budget designs are never run
-            calls.append(graph.expected_calls())
+            lo, hi = calls_range(graph)
+            lows.append(lo)
+            highs.append(hi)
         study.tell(trial, 0.0)
-    per_q = sum(calls) / max(1, len(calls))
-    base = list(baseline_graphs().values()) if cfg.baselines else []
-    search_calls = per_q * n_val * remaining
-    if cfg.max_calls is not None:
-        search_calls = min(search_calls, cfg.max_calls)
+    per_q = (sum(lows) / max(1, len(lows)), sum(highs) / max(1, len(highs)))
+    # the baselines still to run (each in each searched format) cost what their graphs cost, not the space's mean
+    done = {t.origin.removesuffix(":retry") for t in finished if t.counts}
+    todo = [
+        g for name, g in (baseline_variants(space.formats, space.primary_format, cfg.baseline_names) or {}).items()
+        if f"baseline:{name}" not in done
+    ] if cfg.baselines else []  # fmt: skip
+    todo = todo[:remaining]
+    n_searched = remaining - len(todo)
+    per_trial = examples_per_trial(n_val, cfg.min_batch, cfg.pruner_name())
+    search = [
+        sum(calls_range(g)[i] for g in todo) * per_trial + per_q[i] * per_trial * n_searched for i in (0, 1)
+    ]
+    # selection: the top-k re-scored on the whole validation split, on the questions they have not run yet
+    # (none, when the contenders were never pruned)
+    top_k = cfg.top_k if len(cfg.objectives) == 1 else 0
+    selection = [0.0, per_q[1] * max(0.0, n_val - per_trial) * top_k]
     # the test: each baseline once (its best format), the best agent(s), CoT-SC at the best's cost
-    test_calls = (sum(g.expected_calls() for g in base) + per_q * (max(1, len(cfg.objectives)) + 1)) * n_test
-    strategy = STRATEGIES.get(cfg.optimizer or cfg.sampler)  # upper-bound proposer calls, per trial and per study
-    proposer = strategy.proposer_calls_per_trial * remaining + strategy.proposer_calls_per_study
-    proposer += PROMPT_OPTIMIZER_CALLS.get(cfg.prompt_optimizer or "", 0) * remaining
-    total = int(search_calls + test_calls + proposer)
-    return Projection(n_val, n_test, per_q, total, total * TOKENS_PER_CALL_ESTIMATE, int(proposer))
+    base = [g for name, g in baseline_graphs().items() if cfg.baseline_names is None or name in cfg.baseline_names]
+    base = base if cfg.baselines else []
+    agents = max(1, len(cfg.objectives)) + (1 if cfg.baselines else 0)
+    test = [0.0, 0.0] if tested else [
+        (sum(calls_range(g)[i] for g in base) + per_q[i] * agents) * n_test for i in (0, 1)
+    ]  # fmt: skip
+    strategy = STRATEGIES.get(cfg.optimizer or cfg.sampler)  # proposer calls, per trial and per study
+    per_study = strategy.proposer_calls_per_study if not finished else 0
+    proposer = (
+        min(1.0, strategy.proposer_calls_per_trial) * n_searched + per_study,
+        strategy.proposer_calls_per_trial * n_searched
+        + per_study
+        + PROMPT_OPTIMIZER_CALLS.get(cfg.prompt_optimizer or "", 0) * n_searched,
+    )
+    limits = []
+    search_calls = [search[i] + proposer[i] for i in (0, 1)]
+    if cfg.max_calls is not None:
+        spent = int(sum(t.metrics.get("calls", 0) for t in finished))
+        left = max(0, cfg.max_calls - spent)
+        if search_calls[1] > left:
+            limits.append(f"--max-calls {cfg.max_calls:,}")
+        search_calls = [min(c, left) for c in search_calls]
+    calls = (int(search_calls[0] + selection[0] + test[0]), int(search_calls[1] + selection[1] + test[1]))
+    measured_calls = sum(t.metrics.get("calls", 0) for t in finished)
+    if measured_calls >= 50:  # the study's own tokens/call, give or take a quarter
+        per_call = sum(t.metrics.get("tokens", 0) for t in finished) / measured_calls
+        tokens_per_call = (per_call * 0.8, per_call * 1.25)
+    else:
+        tokens_per_call = TOKENS_PER_CALL_RANGE
+    tokens = [calls[i] * tokens_per_call[i] for i in (0, 1)]
+    if cfg.max_tokens is not None:
+        spent = int(sum(t.metrics.get("tokens", 0) for t in finished))
+        left = max(0, cfg.max_tokens - spent)
+        cap = left + (selection[1] + test[1]) * tokens_per_call[1]  # the limit stops the search, not the test
+        if tokens[1] > cap:
+            limits.append(f"--max-tokens {cfg.max_tokens:,}")
+        tokens = [min(t, cap) for t in tokens]
+    if cfg.time_budget_s is not None:
+        limits.append(f"--time-budget {format_duration(cfg.time_budget_s)}")
+    usd = None
+    prices = [p for p in cfg.prices.values()]
+    if prices:  # USD per million tokens; prompt and completion tokens are not told apart here
+        usd = (tokens[0] * min(min(p) for p in prices) / 1e6, tokens[1] * max(max(p) for p in prices) / 1e6)
+    return Projection(
+        calls=calls,
+        tokens=(int(tokens[0]), int(tokens[1])),
+        examples_per_trial=per_trial,
+        val_examples=n_val,
+        test_examples=n_test,
+        calls_per_question=per_q,
+        proposer_calls=(int(proposer[0]), int(proposer[1])),
+        usd=usd,
+        limits=tuple(limits),
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """``90`` -> ``1m30s``; ``7200`` -> ``2h``."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (s, "s")) if v) or "0s"
+
+
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """Seconds from ``3600``, ``90s``, ``30m``, ``2h``, ``1h30m``; a one-line error naming ``flag`` otherwise."""
+    import re
+
+    from agentsearch.errors import UserError
+
+    value = text.strip().lower()
+    match = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", value)
+    if not value or match is None or not any(match.groups()):
+        raise UserError(f"{flag} {text!r}: expected seconds or a duration like 90s, 30m, 2h, 1h30m")
+    h, m, s = (float(g) if g else 0.0 for g in match.groups())
+    seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise UserError(f"{flag} {text!r}: must be more than 0")
+    return seconds
+
+
+@dataclass(frozen=True)
+class StudySoFar:
+    """What a resumed study had finished before this session (progress displays continue from it)."""
+
+    finished: int  # trials that count toward --trials
+    pruned: int
+    best_val: float | None
+
+    @classmethod
+    def of(cls, trials: list[FinishedTrial]) -> StudySoFar:
+        counted = [t for t in trials if t.counts]
+        vals = [t.metrics["val_score"] for t in counted if t.state == "COMPLETE" and "val_score" in t.metrics]
+        return cls(
+            finished=len(counted),
+            pruned=sum(t.state == "PRUNED" for t in counted),
+            best_val=max(vals) if vals else None,
+        )
 
 
 class _Observers:
@@ -152,6 +338,11 @@ class _Observers:
 
     def __init__(self, observers: list[Any]):
         self.observers = [o for o in observers if o is not None]
+
+    def study_resumed(self, so_far: StudySoFar) -> None:
+        for o in self.observers:
+            if hasattr(o, "study_resumed"):
+                o.study_resumed(so_far)
 
     def trial_started(self, candidate: Candidate) -> None:
         for o in self.observers:
@@ -331,7 +522,7 @@ def prepare_study(cfg: StudyConfig) -> PreparedStudy:
         study_name=cfg.study,
         storage=storage,
         sampler=cfg.sampler,
-        pruner=cfg.pruner,
+        pruner=cfg.pruner_name(),
         objectives=objectives,
         seed=cfg.seed,
         min_resource=cfg.min_batch,
@@ -378,7 +569,14 @@ def _run_study(
     announce(f"study '{cfg.study}' on {bench.name}: {len(val)} val / {len(test)} test examples; models: {models}")
     if optimizer.resumed:
         announce(f"resuming study '{cfg.study}': {optimizer.n_finished()} trials finished, {remaining} to go")
-    announce(project_budget(space, cfg, len(val), len(test), remaining).describe())
+        _Observers([observer]).study_resumed(StudySoFar.of(optimizer.trials()))
+    attrs = optimizer.attrs()
+    projection = project_budget(
+        space, cfg, len(val), len(test), remaining, finished=optimizer.trials() if optimizer.resumed else [],
+        tested=bool(attrs.get("test_results")),  # a finished study: its test results are stored (and reused)
+    )  # fmt: skip
+    if projection is not None:  # None: nothing left to run
+        announce(projection.describe())
     if cfg.baselines and not optimizer.resumed:
         n_names = len(cfg.baseline_names or baseline_graphs())
         n_base = n_names * len(space.formats)
@@ -472,6 +670,8 @@ def _search_and_test(
         max_calls_per_question=cfg.max_calls_per_question,
         prepare=prepare,
         max_calls=cfg.max_calls,
+        max_tokens=cfg.max_tokens,
+        time_budget_s=cfg.time_budget_s,
         observer=_Observers([observer, _MlflowObserver(tracker, parent, tracer) if tracker else None]),
         trace=_trial_tracing(tracer, cfg.study, val) if tracer is not None else None,
     )
@@ -730,6 +930,7 @@ def finalize_study(
         "session_calls": stats.calls,
         "selection_calls": selection.calls if selection is not None else 0,
         "stopped_reason": stats.stopped_reason,
+        "trials_requested": cfg.trials,
         "wall_s": stats.wall_s,
         "export_dir": str(export_dir),
         "reproduce": exported["reproduce"],

@@ -203,21 +203,27 @@ class MlflowTracker:
     # -- low-level helpers --------------------------------------------------------------------
 
     def _log_params(self, run_id: str, params: Mapping[str, str]) -> None:
-        """Log params in batches; on resume skip keys already logged (MLflow refuses changed values)."""
-        from mlflow.entities import Param
+        """Log params in batches. On resume a key already logged keeps its first value (MLflow refuses a
+        changed param, e.g. a larger ``trials``); the session's value goes quietly to a tag
+        ``agentsearch.param.<key>``, which MLflow lets change."""
+        from mlflow.entities import Param, RunTag
 
         with self._lock:
             existing = self.client.get_run(run_id).data.params
-            todo = {}
+            todo, changed = {}, {}
             for k, v in params.items():
                 k = _key(k)
                 if k not in existing:
                     todo[k] = v
                 elif existing[k] != v:
-                    log.warning("param %r already logged as %r; keeping it (new value %r)", k, existing[k], v)
+                    log.debug("param %r was logged as %r; this session's %r goes to a tag", k, existing[k], v)
+                    changed[f"agentsearch.param.{k}"] = str(v)[:5000]
             items = [Param(k, v) for k, v in todo.items()]
             for i in range(0, len(items), _BATCH):
                 self.client.log_batch(run_id, params=items[i : i + _BATCH], synchronous=True)
+            tags = [RunTag(k, v) for k, v in changed.items()]
+            for i in range(0, len(tags), _BATCH):
+                self.client.log_batch(run_id, tags=tags[i : i + _BATCH], synchronous=True)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Log numeric metrics; None, NaN, inf and non-numbers are skipped."""

@@ -279,7 +279,8 @@ def test_resume_reopens_the_same_parent(tracker, graph, caplog):
     assert run.info.status == "RUNNING"
     assert run.data.params["seed"] == "1"  # MLflow params are immutable: the first value stays
     assert run.data.params["extra"] == "new"
-    assert "already logged" in caplog.text
+    # issue 12: resuming must not print MLflow warnings; this session's value is kept as a tag instead
+    assert run.data.tags["agentsearch.param.seed"] == "2" and not caplog.records
     tracker.log_trial(parent, 1, graph=graph, params={}, state="COMPLETE", metrics={"val_score": 0.4})
     assert [r.data.tags["agentsearch.trial"] for r in tracker.child_runs(parent)] == ["0", "1"]
     studies = tracker.client.search_runs(

@@ -11,6 +11,7 @@ CPU; ``vllm:<hf-id-or-path>``: vLLM on a GPU)::
         endpoints:
           - {api_base: http://10.0.0.5:8000/v1, model: qwen-72b, api_key_env: BIG_KEY}
           - {api_base: http://10.0.0.6:8000/v1, model: qwen-72b, api_key_env: BIG_KEY}
+        price: {input: 0.40, output: 1.20}   # optional: USD per million tokens, for optimize's $ estimate
 
 API keys are read from environment variables at start; they are never stored in configs, logs,
 MLflow or exports. Graph nodes choose an alias with ``params.model`` (default ``default``).
@@ -60,8 +61,17 @@ class VllmSpec(BaseModel):
     extra_args: tuple[str, ...] = ()
 
 
+class PriceSpec(BaseModel):
+    """What an alias's tokens cost, in USD per million tokens (the provider's list price)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    input: float = Field(ge=0)  # prompt tokens
+    output: float = Field(ge=0)  # completion tokens
+
+
 class ModelSpec(BaseModel):
-    """One alias: endpoints (a pool) or a launcher."""
+    """One alias: endpoints (a pool) or a launcher; ``price`` (optional) gives ``optimize`` a $ estimate."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -72,6 +82,7 @@ class ModelSpec(BaseModel):
     parallel: int | None = Field(None, ge=1, le=64)
     threads: int | None = Field(None, ge=1, le=256)
     vllm: VllmSpec = VllmSpec()
+    price: PriceSpec | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
@@ -266,7 +277,7 @@ class ModelSet:
 class ModelFlags:
     """How a command chose its models: the same flags for ``evaluate``, ``run`` and ``optimize``
     (``--model``, ``--api-base``, ``--api-key``, ``--config``, ``--local-model``, ``--local-model-size``,
-    ``--timeout``). :meth:`public` is what a study stores (never the key); :meth:`argv` gives the flags back."""
+    ``--call-timeout``). :meth:`public` is what a study stores (never the key); :meth:`argv` gives the flags back."""
 
     model: str = "local"
     api_base: tuple[str, ...] = ()
@@ -287,6 +298,10 @@ class ModelFlags:
             self.model, list(self.api_base), local_model=self.local_model, local_model_size=self.local_model_size
         )
         return {"default": spec}
+
+    def prices(self) -> dict[str, tuple[float, float]]:
+        """USD per million (prompt, completion) tokens of the aliases a run config prices."""
+        return {a: (s.price.input, s.price.output) for a, s in self.specs().items() if s.price is not None}
 
     def aliases(self) -> tuple[str, ...]:
         """The model aliases, ``default`` first."""
