@@ -690,6 +690,9 @@ def optimize(
     if json_out:
         _emit_json(summary)
         return
+    if summary.get("deferred"):  # another worker of the study finishes it
+        out.print(summary["message"], markup=False)
+        return
     _print_study_summary(summary, cfg.run_dir)
 
 

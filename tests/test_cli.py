@@ -701,6 +701,11 @@ def test_workers_share_one_study_exactly(tmp_path, data_file, backend, request):
         server.kill()
     for proc, (_, stderr) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, stderr[-2000:]
+    summaries = [json.loads(stdout) for stdout, _ in outputs]
+    finishers = [s for s in summaries if not s.get("deferred")]
+    # the held-out test and export run once the study is done, by the worker(s) that found no other running
+    assert finishers and all(s["n_trials"] == 14 and "best_test" in s for s in finishers), summaries
+    assert all(s["running_elsewhere"] >= 1 and "other workers" in s["message"] for s in summaries if s.get("deferred"))
     import optuna
     from optuna.storages.journal import JournalFileBackend
 

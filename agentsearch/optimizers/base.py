@@ -256,9 +256,9 @@ class Optimizer(ABC):
                 return dict(t.metrics)
         return None
 
-    def running_elsewhere(self, before: int | None = None) -> int:
-        """Trials of this study other workers are running now (numbered below ``before``, if given).
-        Default: none (one process per study)."""
+    def running_elsewhere(self, before: int | None = None, alive_only: bool = False) -> int:
+        """Trials of this study other workers are running now (numbered below ``before``, if given;
+        ``alive_only``: not those of workers that are gone). Default: none (one process per study)."""
         return 0
 
     def attrs(self) -> dict[str, Any]:

@@ -86,8 +86,8 @@ class StrategyOptimizer(Optimizer):
     def complete_metrics(self, config_hash: str) -> dict[str, float] | None:
         return self.store.complete_metrics(config_hash)
 
-    def running_elsewhere(self, before: int | None = None) -> int:
-        return self.store.running_elsewhere(before)
+    def running_elsewhere(self, before: int | None = None, alive_only: bool = False) -> int:
+        return self.store.running_elsewhere(before, alive_only)
 
     def attrs(self) -> dict[str, Any]:
         return self.store.attrs()

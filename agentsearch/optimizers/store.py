@@ -413,10 +413,14 @@ class StudyStore:
                 return {k: float(v) for k, v in t.user_attrs["metrics"].items()}
         return None
 
-    def running_elsewhere(self, before: int | None = None) -> int:
-        """Trials other workers are running on this study now (they count toward ``--trials``)."""
+    def running_elsewhere(self, before: int | None = None, alive_only: bool = False) -> int:
+        """Trials other workers are running on this study now (they count toward ``--trials``);
+        ``alive_only``: not those left RUNNING by a worker that is gone (see :meth:`_interrupted`)."""
         running = self.study.get_trials(deepcopy=False, states=(_RUNNING,))
-        return sum(self._elsewhere(t) and (before is None or t.number < before) for t in running)
+        return sum(
+            self._elsewhere(t) and (before is None or t.number < before) and not (alive_only and self._interrupted(t))
+            for t in running
+        )
 
     def close(self) -> None:
         self._stop.set()

@@ -691,6 +691,23 @@ def _search_and_test(
 
     if stats.stopped_reason:
         announce(f"search stopped: {stats.stopped_reason}")
+    elsewhere = optimizer.running_elsewhere(alive_only=True)
+    if elsewhere:  # several workers share the study: the last one to finish selects, tests and exports, once
+        message = (
+            f"study '{cfg.study}': {elsewhere} trial(s) still run in other workers; the last worker to finish "
+            f"selects, tests and exports (if none runs any more, run this command again to finish the study)"
+        )
+        announce(message)
+        if tracker is not None:
+            _log_plots(tracker, parent, optimizer)  # the study's run stays open for the other workers
+        return {
+            "study": cfg.study,
+            "benchmark": bench.name,
+            "deferred": True,
+            "running_elsewhere": elsewhere,
+            "n_trials": optimizer.n_finished(),
+            "message": message,
+        }
     summary = finalize_study(
         optimizer, cfg, bench, val, test, lms, stats, announce=announce, executor=branches,
         trace=_test_tracing(tracer, cfg.study) if tracer is not None else None,

@@ -211,3 +211,27 @@ def test_a_space_with_nothing_under_the_call_budget_stops_with_a_clear_reason(tm
     # the baselines run first (direct and cot fit; cot_sc5 and self_refine do not), then nothing fits
     with pytest.raises(StudyStopped, match="over --max-calls-per-question 2"):
         loop.run()
+
+
+def test_a_worker_that_finishes_while_others_run_leaves_the_test_and_export_to_the_last(
+    tmp_path, fake_server, questions_file, monkeypatch
+):
+    """Several workers on one study: one that finishes while another (alive) still runs a trial defers the
+    held-out test and the export to the last one, instead of every worker repeating them; run again once
+    nothing else runs, it finishes the study."""
+    cfg = StudyConfig(
+        study="shared", benchmark="jsonl", data=str(questions_file), val_size=8, test_size=8, trials=5,
+        parallel=1, concurrency=4, min_batch=4, run_dir=tmp_path / "runs", tracking=False, formats=("text",),
+        baseline_names=("cot",),
+    )  # fmt: skip
+    lms = {"default": make_lm(fake_server, cache=True)}
+    real = StrategyOptimizer.running_elsewhere
+    monkeypatch.setattr(
+        StrategyOptimizer, "running_elsewhere", lambda self, before=None, alive_only=False: 1 if alive_only else 0
+    )
+    summary = run_study(cfg, lms)
+    assert summary["deferred"] and summary["running_elsewhere"] == 1 and summary["n_trials"] == 5
+    assert "other workers" in summary["message"] and not (tmp_path / "runs" / "shared" / "export").exists()
+    monkeypatch.setattr(StrategyOptimizer, "running_elsewhere", real)
+    done = run_study(cfg, lms)  # the last worker: nothing else runs
+    assert not done.get("deferred") and done["n_trials"] == 5 and Path(done["export_dir"]).exists()
