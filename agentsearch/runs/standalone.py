@@ -292,10 +292,7 @@ def generate_agent(
 
     if answer_kind not in ANSWER_KINDS:
         raise ExportError(f"answer kind {answer_kind!r}: expected one of {', '.join(ANSWER_KINDS)}")
-    collector = _Collector("agent.py")
-    for name in ("NodeConfig", "OperatorSpec", "use_lms", "main"):
-        collector.add(RUNTIME, name)
-    collector.what = "agent.py: output formats"
+    collector = _Collector("agent.py: output formats")
     collector.add("agentsearch.evaluators.operators.formats", "make_adapter")
     for node in graph.nodes:
         collector.what = f"graph '{graph.name}': node '{node.id}' ({node.op})"
@@ -311,6 +308,9 @@ def generate_agent(
         collector.add(type(node.params).__module__, type(node.params).__name__)
         if getattr(node.params, "demos", ()):
             collector.add("agentsearch.search_space.operators", "Demo")
+    collector.what = "agent.py"
+    for name in ("NodeConfig", "OperatorSpec", "use_lms", "main"):
+        collector.add(RUNTIME, name)
     defs = collector.ordered()
 
     bound: dict[str, tuple[str, str]] = {}
@@ -334,7 +334,8 @@ def generate_agent(
         for n, (t, o) in mine.items():
             if o:
                 froms.setdefault(t, []).append(o if o == n else f"{o} as {n}")
-        out += plain + [f"from {t} import {', '.join(sorted(names))}" for t, names in sorted(froms.items())] + [""]
+        out += plain + [f"from {t} import {', '.join(sorted(names))}" for t, names in sorted(froms.items())]
+        out += [""] if not third_party else []
     module, previous_block = None, False
     for d in defs:
         if not d.source:

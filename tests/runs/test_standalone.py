@@ -141,7 +141,9 @@ def dspy_only_python(tmp_path_factory) -> Path:
     python = root / "bin" / "python"
     try:
         done = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", DSPY_REQUIREMENT],
+            # offline: fail fast (skipped below), never hang on retries
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+            + ["--retries", "0", "--timeout", "20", DSPY_REQUIREMENT],
             capture_output=True,
             text=True,
             timeout=240,
