@@ -615,6 +615,8 @@ def export_cmd(
     out.print(f"exported trial {summary['best']['trial']} to {summary['files']['best']}", markup=False)
     if summary["files"]["agent"] is not None:
         out.print(f"standalone: python {summary['files']['agent']} QUESTION (needs only dspy)", markup=False)
+    if summary["mlflow_model_error"]:
+        err.print(f"warning: the MLflow model was not saved: {summary['mlflow_model_error']}", markup=False)
     if summary["best"]["test"] is None:
         err.print("note: this agent was not evaluated on the test split yet (the study did not finish)")
     out.print(f"reproduce: {summary['reproduce']}", markup=False, highlight=False)
@@ -856,6 +858,8 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
     out.print(f"exported: {summary['export_dir']}/best.yaml", markup=False)
     if summary.get("agent"):
         out.print(f"standalone: python {summary['agent']} QUESTION (needs only dspy)", markup=False)
+    if summary.get("agent_model_uri"):
+        out.print(f"MLflow model: mlflow.pyfunc.load_model({summary['agent_model_uri']!r})", markup=False)
     if summary.get("reproduce"):
         out.print(f"reproduce the best agent's test score: {summary['reproduce']}", markup=False, highlight=False)
     if summary.get("tracking_uri"):

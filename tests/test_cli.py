@@ -327,6 +327,16 @@ def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert ran.returncode == 0 and json.loads(ran.stdout)["answer"], ran.stderr[-2000:]
+    # the MLflow model logged to the study's parent run loads from the tracking store and answers
+    import mlflow
+
+    assert summary["agent_model_uri"].startswith("runs:/") and summary["agent_model_uri"].endswith("/agent_model")
+    mlflow.set_tracking_uri(summary["tracking_uri"])
+    try:
+        model = mlflow.pyfunc.load_model(summary["agent_model_uri"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert model.predict({"question": [next(iter(QUESTIONS))]})[0]["answer"]
     # program.json is the state of the program compile_graph rebuilds from best.yaml; it loads into it
     from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.search_space.graph import AgentGraph

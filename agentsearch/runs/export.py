@@ -6,15 +6,16 @@ readable DSPy code that runs with only ``dspy`` installed (``python agent.py QUE
 agents of a multi-objective study; ``program.json`` is the DSPy state (``program.save``: each
 predictor's instructions and demos) of the best agent's program, which loads into agent.py's
 ``Agent`` and into agentsearch's ``compile_graph(AgentGraph.load("best.yaml"))``; ``mlflow_model/`` is
-agent.py as an MLflow pyfunc model (:mod:`agentsearch.runs.agent_model`: its LM is configured when it loads,
-no key stored); ``summary.json``
-says how to reproduce the reported scores, with the exact ``main.py evaluate`` command.
+agent.py as an MLflow pyfunc model (:mod:`agentsearch.runs.agent_model`: its LM is configured when it
+loads, no key stored); ``summary.json`` says how to reproduce the reported scores, with the exact
+``main.py evaluate`` command.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,8 @@ def export_study(
     baselines_test: Mapping[str, float | None] | None = None,
     selected_val: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write best.yaml, agent.py (with requirements.txt), pareto/*.yaml, program.json and summary.json;
-    returns what was written. ``config["answer_kind"]`` is the benchmark's (``text`` when not given)."""
+    """Write best.yaml, agent.py (with requirements.txt), mlflow_model/, pareto/*.yaml, program.json and
+    summary.json; returns what was written (``agent_error``/``mlflow_model_error``: why one was not). ``config["answer_kind"]`` is the benchmark's (``text`` when not given)."""
     from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.runs.standalone import ExportError, write_agent
 
@@ -96,6 +97,8 @@ def export_study(
             save_agent_model(agent_path, model_path, aliases=aliases, **model_defaults(config.get("model_flags") or {}))
         except Exception as exc:  # noqa: BLE001 - reported in the summary; agent.py and the configs stand
             model_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    if (agent_path is None or model_error is not None) and model_path.exists():
+        shutil.rmtree(model_path)  # never a stale or half-written model beside a new best.yaml
     pareto_paths = []
     if len(best) > 1 or len(config.get("objectives", [])) > 1:
         for i, trial in enumerate(best):
