@@ -187,20 +187,18 @@ class _Collector:
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 for imported in names:
                     if node is not stmt and not _third_party_ok(imported):
-                        raise ExportError(f"{self.what}: {key[1]} imports {imported}, which only dspy does not bring")
+                        raise ExportError(f"{self.what}: {key[1]} imports {imported}, which dspy does not install")
         for used in sorted(_names(stmt)):
             if used in locals_from:
                 entry.deps.add(self.add(*locals_from[used]))
-            elif used in mod.defs and used != key[1] or (mod.name, used) in REPLACED:
+            elif used in mod.defs and used != key[1]:
                 entry.deps.add(self.add(mod.name, used))
             elif used in mod.imports:
                 target, orig = mod.imports[used]
                 if target.startswith("agentsearch"):
                     entry.deps.add(self.add(target, orig))
                 elif not _third_party_ok(target):
-                    raise ExportError(
-                        f"{self.what}: {key[1]} needs the package {target}, which only dspy does not bring"
-                    )
+                    raise ExportError(f"{self.what}: {key[1]} needs the package {target}, which dspy does not install")
                 else:
                     entry.imports.add((target, orig, used))
         return key

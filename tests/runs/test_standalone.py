@@ -121,6 +121,17 @@ def test_the_export_state_loads_into_agent(tmp_path):
     assert [n for n, _ in agent.named_predictors()] == [n for n, _ in program.named_predictors()]
 
 
+def test_code_needing_more_than_dspy_is_refused():
+    """answers_match grades with math-verify (not installed with dspy): an operator using it could not be
+    carried, and the collector says so rather than writing an agent.py that fails later."""
+    from agentsearch.runs.standalone import _Collector
+
+    with pytest.raises(ExportError, match="imports math_verify, which dspy does not install"):
+        _Collector("node 'x'").add("agentsearch.evaluators.answers", "answers_match")
+    with pytest.raises(ExportError, match="needs agentsearch.evaluators.llm.lm.Endpoint, which agent.py cannot carry"):
+        _Collector("node 'x'").add("agentsearch.evaluators.llm.lm", "Endpoint")
+
+
 def test_unexportable_agents_fail_clearly():
     unbuilt = graph_for("experience")
     with pytest.raises(ExportError, match=r"node 'x' \(experience\): its memory is not built"):
