@@ -61,7 +61,8 @@ def export_study(
     selected_val: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write best.yaml, agent.py (with requirements.txt), mlflow_model/, pareto/*.yaml, program.json and
-    summary.json; returns what was written (``agent_error``/``mlflow_model_error``: why one was not). ``config["answer_kind"]`` is the benchmark's (``text`` when not given)."""
+    summary.json; returns what was written (``agent_error``/``mlflow_model_error``: why one was not).
+    ``config["answer_kind"]`` is the benchmark's (``text`` when not given)."""
     from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.runs.standalone import ExportError, write_agent
 

@@ -395,7 +395,7 @@ def _agent_class(graph: AgentGraph, answer_kind: str) -> str:
         "class Agent(dspy.Module):",
         f'    """{_doc_line(graph)}"""',
         "",
-        f"    answer_kind = {answer_kind!r}  # the answers' kind: 'number' reads a reply's last number as a last resort",
+        f"    answer_kind = {answer_kind!r}  # 'number': the text format may read a reply's last number",
         "",
         "    def __init__(self, lms: dict[str, dspy.BaseLM] | None = None):",
         '        """``lms`` maps the nodes\' model aliases to LMs (None: DSPy\'s configured LM)."""',

@@ -132,7 +132,7 @@ def main(
         agent.load(args.state)
     prediction = agent(question=question)
     if args.json:
-        print(json.dumps({"answer": prediction.answer, "reasoning": prediction.reasoning}, indent=2))
+        sys.stdout.write(json.dumps({"answer": prediction.answer, "reasoning": prediction.reasoning}, indent=2) + "\n")
     else:
-        print(prediction.answer)
+        sys.stdout.write(f"{prediction.answer}\n")
     return 0

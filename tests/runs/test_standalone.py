@@ -112,6 +112,20 @@ def test_every_operator_exports_and_asks_what_agentsearch_asks(op, server, tmp_p
         assert theirs.answer == ANSWER
 
 
+def test_one_graph_with_every_operator_exports(tmp_path):
+    """All operators in one file: no two copied definitions clash, and the module imports."""
+    solvers = [op for op, spec in OPERATORS.items() if spec.kind == "solver"]
+    nodes = [{"id": f"s_{op}", "op": op, "params": exportable(op).node("x").params.model_dump()} for op in solvers]
+    aggregators = [op for op, spec in OPERATORS.items() if spec.kind == "aggregator" and op != "aggregate"]
+    nodes += [{"id": f"a_{op}", "op": op, "inputs": [f"s_{s}" for s in solvers]} for op in aggregators]
+    nodes.append({"id": "out", "op": "aggregate", "inputs": [f"a_{op}" for op in aggregators]})
+    graph = AgentGraph.from_dict({"name": "everything", "output": "out", "nodes": nodes})
+    path = write_agent(tmp_path, graph, "number")
+    assert_self_contained(path)
+    agent = load_module(path, "agent_everything").Agent()
+    assert {type(m).__name__ for m in agent.nodes.values()} >= {"ReActOp", "ProgramOfThoughtOp", "BestOfNOp"}
+
+
 def test_the_export_state_loads_into_agent(tmp_path):
     graph = baseline_variants(["text"])["self_refine"]
     program = compile_graph(graph)
