@@ -33,7 +33,7 @@ test: install
 
 ## Everything but the tests that run the real embedded model.
 test-fast: install
-	$(PY) -m pytest -q -m "not llm"
+	$(PY) -m pytest -q -m "not llm and not venv"
 
 lint: install
 	$(PY) -m ruff check .

@@ -699,17 +699,20 @@ def optimize(
 @app.command("export")
 def export_cmd(
     study: Annotated[str, typer.Option("--study", help="the study to export")],
-    out_dir: Annotated[Path, typer.Option("--out", help="directory for best.yaml, pareto/, program.json")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="directory for best.yaml, agent.py, mlflow_model/, pareto/, program.json")
+    ],
     run_dir: Annotated[Path, typer.Option("--run-dir", help="run directory holding the study")] = Path("runs"),
     storage: Annotated[str | None, typer.Option("--storage", help="SQLAlchemy URL or journal file")] = None,
 ) -> None:
-    """Export a study's best agent(s) as configs (plus DSPy program state)."""
-    from agentsearch.optimizers.store import load_study, open_storage, study_best
+    """Export a study's best agent(s): configs, a standalone agent.py (runs with only dspy), its MLflow pyfunc
+    model, DSPy program state. Reads the study; never creates a study store."""
+    from agentsearch.optimizers.store import load_study, open_existing_storage, study_best
 
     _quiet_optuna()
     from agentsearch.runs.export import export_study
 
-    st = load_study(study, open_storage(storage, run_dir.resolve()))
+    st = load_study(study, open_existing_storage(storage, run_dir.resolve()))
     best = study_best(st)
     if not best:
         raise _user_error(f"--study {study}: no complete trial to export yet")
@@ -718,13 +721,24 @@ def export_cmd(
         "study": study,
         "run_dir": str(run_dir.resolve()),
         "model_flags": st.user_attrs.get("agentsearch.model_flags", {}),
+        "answer_kind": st.user_attrs.get("agentsearch.answer_kind"),
     }
+    if config["answer_kind"] is None and config.get("benchmark"):  # a study finished before this was stored
+        from agentsearch.evaluators.benchmarks import get_benchmark
+
+        config["answer_kind"] = get_benchmark(str(config["benchmark"]), data=config.get("data")).answer_kind
     tests = st.user_attrs.get("test_results", {})
     summary = export_study(out_dir, best, config, tests)
     out.print(f"exported trial {summary['best']['trial']} to {summary['files']['best']}", markup=False)
+    if summary["files"]["agent"] is not None:
+        out.print(f"standalone: python {summary['files']['agent']} QUESTION (needs only dspy)", markup=False)
+    if summary["mlflow_model_error"]:
+        err.print(f"warning: the MLflow model was not saved: {summary['mlflow_model_error']}", markup=False)
     if summary["best"]["test"] is None:
         err.print("note: this agent was not evaluated on the test split yet (the study did not finish)")
     out.print(f"reproduce: {summary['reproduce']}", markup=False, highlight=False)
+    if summary["files"]["agent"] is None:
+        raise _user_error(f"agent.py not written: {summary['agent_error']}")
 
 
 @app.command()
@@ -1035,6 +1049,10 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
             highlight=False,
         )
     out.print(f"exported: {summary['export_dir']}/best.yaml", markup=False)
+    if summary.get("agent"):
+        out.print(f"standalone: python {summary['agent']} QUESTION (needs only dspy)", markup=False)
+    if summary.get("agent_model_uri"):
+        out.print(f"MLflow model: mlflow.pyfunc.load_model({summary['agent_model_uri']!r})", markup=False)
     if summary.get("reproduce"):
         out.print(f"reproduce the best agent's test score: {summary['reproduce']}", markup=False, highlight=False)
     if summary.get("tracking_uri"):

@@ -280,6 +280,31 @@ def _optimize(run_dir: Path, data_file: Path, url: str, *extra: str, **kw) -> su
     )
 
 
+def test_export_never_creates_a_study_store(tmp_path):
+    """A read-only command with a wrong --run-dir says so, names the stores that exist, and creates nothing."""
+    (tmp_path / "elsewhere").mkdir()
+    line = bad("export", "--study", "s", "--out", str(tmp_path / "out"), "--run-dir", str(tmp_path / "nowhere"))
+    assert f"--run-dir {tmp_path / 'nowhere'}: no study storage here (no optuna.db)" in line
+    assert "study stores found: --run-dir" in line or "no optuna.db in or below" in line
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "out").exists()
+    line = bad("export", "--study", "s", "--out", str(tmp_path / "out"), "--storage", str(tmp_path / "j.log"))
+    assert "no such journal file" in line and not (tmp_path / "j.log").exists()
+    assert "never creates a study store" in " ".join(cli("export", "--help").stdout.split())
+
+
+def test_study_stores_hint_lists_the_stores_below_the_working_directory(tmp_path, monkeypatch):
+    from agentsearch.errors import UserError
+    from agentsearch.optimizers.store import open_existing_storage
+
+    for store in ("runs", "other/runs"):
+        (tmp_path / store).mkdir(parents=True)
+        (tmp_path / store / "optuna.db").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"study stores found: --run-dir other/runs, runs$"):
+        open_existing_storage(None, tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()
+
+
 def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
     out = _optimize(tmp_path, data_file, server_url, "--trials", "8", "--study", "e2e", "--json").stdout
     summary = json.loads(out)
@@ -301,6 +326,24 @@ def test_optimize_export_and_reproduce(tmp_path, data_file, server_url):
     assert (export / "best.yaml").exists() and (export / "program.json").exists()
     exported = json.loads((export / "summary.json").read_text())
     assert exported["reproduce"].endswith(f"--model fake-model --api-base {server_url}")
+    # the standalone agent.py: its endpoint defaults are the study's; it answers from any directory
+    assert Path(summary["agent"]).exists() and Path(summary["mlflow_model"], "MLmodel").exists()
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
+    ran = subprocess.run(
+        [sys.executable, str(export / "agent.py"), next(iter(QUESTIONS)), "--json"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 0 and json.loads(ran.stdout)["answer"], ran.stderr[-2000:]
+    # the MLflow model logged to the study's parent run loads from the tracking store and answers
+    import mlflow
+
+    assert summary["agent_model_uri"].startswith("runs:/") and summary["agent_model_uri"].endswith("/agent_model")
+    mlflow.set_tracking_uri(summary["tracking_uri"])
+    try:
+        model = mlflow.pyfunc.load_model(summary["agent_model_uri"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert model.predict({"question": [next(iter(QUESTIONS))]})[0]["answer"]
     # program.json is the state of the program compile_graph rebuilds from best.yaml; it loads into it
     from agentsearch.evaluators.operators.compile import compile_graph
     from agentsearch.search_space.graph import AgentGraph

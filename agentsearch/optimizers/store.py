@@ -148,6 +148,35 @@ def open_storage(storage: str | None, run_dir: Path) -> optuna.storages.BaseStor
         raise UserError(f"--storage {storage}: cannot open ({first})") from None
 
 
+def open_existing_storage(storage: str | None, run_dir: Path) -> optuna.storages.BaseStorage:
+    """:func:`open_storage` for read-only commands: never creates a store. A missing one is a one-line error
+    naming the study stores that exist (``optuna.db`` files in and below the working directory)."""
+    missing = None
+    if storage is None:
+        if not (run_dir / "optuna.db").is_file():
+            missing = f"--run-dir {run_dir}: no study storage here (no optuna.db)"
+    elif "://" not in storage:
+        if not Path(storage).expanduser().is_file():
+            missing = f"--storage {storage}: no such journal file"
+    elif storage.startswith("sqlite:///"):
+        path = storage[len("sqlite:///") :].split("?", 1)[0]
+        if path and path != ":memory:" and not Path(path).expanduser().is_file():
+            missing = f"--storage {storage}: no such SQLite file"
+    if missing is not None:
+        raise UserError(f"{missing}; {_study_stores_hint()}")
+    return open_storage(storage, run_dir)
+
+
+def _study_stores_hint(limit: int = 5) -> str:
+    cwd = Path.cwd()
+    found = sorted({p.parent for pattern in ("optuna.db", "*/optuna.db", "*/*/optuna.db") for p in cwd.glob(pattern)})
+    if not found:
+        return f"no optuna.db in or below {cwd} either (give --run-dir DIR or --storage URL)"
+    shown = ", ".join(str(p.relative_to(cwd)) if p != cwd else "." for p in found[:limit])
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return f"study stores found: --run-dir {shown}{more}"
+
+
 class StudyStore:
     """The Optuna study of a search: trials in, candidates out, whatever strategy proposes.
 

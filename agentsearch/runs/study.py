@@ -31,8 +31,8 @@ from agentsearch.optimizers.base import (
     TrialResult,
     parse_objectives,
 )
-from agentsearch.optimizers.store import open_storage
 from agentsearch.optimizers.registry import PROMPT_OPTIMIZER_CALLS, PROMPT_OPTIMIZERS, STRATEGIES
+from agentsearch.optimizers.store import open_storage
 from agentsearch.runs.loop import LoopStats, SearchLoop
 from agentsearch.search_space.baselines import baseline_graphs, baseline_variants
 from agentsearch.search_space.graph import AgentGraph
@@ -715,10 +715,17 @@ def _search_and_test(
     if tracker is not None:
         summary["tracking_uri"] = tracker.tracking_uri
         _log_outcome(tracker, parent, optimizer, summary, tracer)
-        for name in ("best.yaml", "summary.json", "program.json"):
+        for name in ("best.yaml", "agent.py", "requirements.txt", "summary.json", "program.json"):
             path = Path(summary["export_dir"]) / name
             if path.exists():
                 tracker.log_artifact_file(parent, path, artifact_path="export")
+        model_dir = Path(summary["export_dir"]) / "mlflow_model"
+        if summary.get("mlflow_model") and model_dir.is_dir():
+            try:  # the pyfunc model of agent.py: mlflow.pyfunc.load_model("runs:/<parent>/agent_model")
+                tracker.client.log_artifacts(parent, str(model_dir), "agent_model")
+                summary["agent_model_uri"] = f"runs:/{parent}/agent_model"
+            except Exception as exc:  # noqa: BLE001 - tracking must never crash a study
+                announce(f"warning: the agent's MLflow model was not logged ({type(exc).__name__}: {exc})")
         if summary.get("verdict"):
             tracker.set_tags(parent, {"agentsearch.verdict": summary["verdict"]})
         tracker.finish_study(parent, status="FINISHED", summary=_numeric_summary(summary))
@@ -896,7 +903,9 @@ def finalize_study(
         "objectives": list(cfg.objectives),
         "run_dir": str(cfg.run_dir),
         "model_flags": cfg.model_flags,
+        "answer_kind": bench.answer_kind,
     }
+    optimizer.set_attr("agentsearch.answer_kind", bench.answer_kind)  # for `main.py export` later
     if cfg.model_flags:
         optimizer.set_attr("agentsearch.model_flags", cfg.model_flags)  # for `main.py export` later
     selected_val = (
@@ -909,6 +918,10 @@ def finalize_study(
         else None
     )
     exported = export_study(export_dir, best, config, cache, baselines_test, selected_val=selected_val)
+    if exported["agent_error"]:
+        announce(f"warning: agent.py not written: {exported['agent_error']}")
+    if exported["mlflow_model_error"]:
+        announce(f"warning: the agent's MLflow model was not saved: {exported['mlflow_model_error']}")
     top = best[0]
     public = {label: _public_test(entry) for label, entry in results.items()}
     best_val = selection.winner.val_score if selection is not None else top.metrics.get("val_score")
@@ -951,6 +964,8 @@ def finalize_study(
         "wall_s": stats.wall_s,
         "export_dir": str(export_dir),
         "reproduce": exported["reproduce"],
+        "agent": exported["files"]["agent"],
+        "mlflow_model": exported["files"]["mlflow_model"],
         "test": public,
         "seed": cfg.seed,
         "val_size": cfg.val_size,

@@ -53,8 +53,9 @@ def test_trial_runs_are_named_by_study_and_last_as_long_as_the_trial(study):
               .get_trials()}  # fmt: skip
     for run in runs:
         trial = trials[int(run.data.tags["agentsearch.trial"])]
-        # (Optuna keeps naive local times) the run starts when the trial did and ends when its evaluation did: before Optuna was told (which
-        # waits for the main thread, busy logging other trials), never when MLflow logging finished
+        # (Optuna keeps naive local times) the run starts when the trial did and ends when its evaluation did:
+        # before Optuna was told (which waits for the main thread, busy logging other trials), never when MLflow
+        # logging finished
         start = trial.datetime_start.timestamp() * 1000
         told = trial.datetime_complete.timestamp() * 1000
         assert abs(run.info.start_time - start) < 1500, run.info.run_name

@@ -284,7 +284,8 @@ def test_resume_reopens_the_same_parent(tracker, graph, caplog):
     tracker.log_trial(parent, 1, graph=graph, params={}, state="COMPLETE", metrics={"val_score": 0.4})
     assert [r.data.tags["agentsearch.trial"] for r in tracker.child_runs(parent)] == ["0", "1"]
     studies = tracker.client.search_runs(
-        [tracker.experiment_id], filter_string="tags.`agentsearch.study` = 'study-e' AND tags.`agentsearch.kind` = 'study'"
+        [tracker.experiment_id],
+        filter_string="tags.`agentsearch.study` = 'study-e' AND tags.`agentsearch.kind` = 'study'",
     )
     assert [r.info.run_id for r in studies] == [parent]
 

@@ -71,7 +71,7 @@ def _check(value: Number) -> Number:
     return value
 
 
-def _float(x: Number) -> float:
+def _as_float(x: Number) -> float:
     try:
         return float(x)
     except OverflowError:
@@ -100,7 +100,7 @@ def _power(base: Number, exponent: Number) -> Number:
             if base == 0 and e < 0:
                 raise CalculatorError("division by zero")
             return base**e
-        return _float_power(base, float(e) if abs(e) < 2**53 else _float(exponent))
+        return _float_power(base, float(e) if abs(e) < 2**53 else _as_float(exponent))
     if isinstance(exponent, Fraction) and isinstance(base, Fraction) and base >= 0:
         root = _exact_root(base, exponent.denominator)  # 8 ** (2/3) is exactly 4
         if root is not None:
@@ -109,7 +109,7 @@ def _power(base: Number, exponent: Number) -> Number:
         raise CalculatorError("math domain error (fractional power of a negative number)")
     if base == 0 and exponent < 0:
         raise CalculatorError("division by zero")
-    return _float_power(_float(base), _float(exponent))
+    return _float_power(_as_float(base), _as_float(exponent))
 
 
 def _float_power(base: float, exponent: float) -> float:
@@ -241,7 +241,7 @@ def _mod(a: Number, b: Number) -> Number:
 def _float_function(func: Callable[[float], float]) -> Callable[[Number], float]:
     def apply(x: Number) -> float:
         try:
-            return func(_float(x))
+            return func(_as_float(x))
         except OverflowError:
             raise CalculatorError("result too large (overflow)") from None
         except ValueError:
