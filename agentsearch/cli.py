@@ -1056,7 +1056,11 @@ def _print_study_summary(summary: dict[str, Any], run_dir: Path) -> None:
     if summary.get("reproduce"):
         out.print(f"reproduce the best agent's test score: {summary['reproduce']}", markup=False, highlight=False)
     if summary.get("tracking_uri"):
-        out.print(f"MLflow UI: python main.py ui --run-dir {run_dir}", markup=False)
+        out.print(
+            f"MLflow UI (the trials side by side, plots, traces): python main.py ui --run-dir {run_dir} "
+            f"--study {summary['study']}",
+            markup=False,
+        )
 
 
 def _check_aliases(graph: Any, configured: set[str]) -> None:
