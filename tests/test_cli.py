@@ -729,8 +729,11 @@ def test_workers_share_one_study_exactly(tmp_path, data_file, backend, request):
         sys.executable, "main.py", "optimize", "--benchmark", "jsonl", "--data", str(data_file),
         "--model", "fake-model", "--api-base", url, "--val-size", "12", "--test-size", "8", "--min-batch", "4",
         "--concurrency", "4", "--study", "shared", "--storage", storage_flag, "--trials", "14",
-        "--parallel", "2", "--no-tracking", "--formats", "text", "--json",
+        "--parallel", "2", "--formats", "text", "--json",
     ]  # fmt: skip
+    # journal: all 4 workers log to one new MLflow store (they race to create its schema); PostgreSQL: none
+    mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args += ["--tracking-uri", mlflow_uri] if backend == "journal" else ["--no-tracking"]
     try:
         procs = [
             subprocess.Popen(
@@ -769,3 +772,13 @@ def test_workers_share_one_study_exactly(tmp_path, data_file, backend, request):
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     baselines = [t.user_attrs["origin"] for t in trials if t.user_attrs.get("origin", "").startswith("baseline:")]
     assert sorted(baselines) == sorted(set(baselines))  # enqueued once, by the worker that created the study
+    if backend == "journal":  # MLflow: one study run, exactly one finished child run per finished trial
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(mlflow_uri)
+        runs = client.search_runs([client.get_experiment_by_name("agentsearch").experiment_id], max_results=1000)
+        parents = [r for r in runs if r.data.tags.get("agentsearch.kind") == "study"]
+        children = sorted(int(r.data.tags["agentsearch.trial"]) for r in runs if "agentsearch.trial" in r.data.tags)
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert children == sorted(t.number for t in trials if t.state.is_finished())
+        assert all(r.info.status == "FINISHED" for r in runs)

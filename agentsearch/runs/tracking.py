@@ -177,9 +177,16 @@ class MlflowTracker:
             artifact_root = db_path.parent / "mlartifacts"
         self.tracking_uri = tracking_uri
         self.artifact_root = Path(artifact_root).expanduser().resolve() if artifact_root else None
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         self.experiment_name = experiment
-        self.experiment_id = self._ensure_experiment(experiment)
+        if db_path is not None:  # several workers starting on one new mlflow.db would race on MLflow's schema
+            from filelock import FileLock  # migrations (alembic): the first creates it, the others wait
+
+            with FileLock(str(db_path) + ".lock", timeout=300):
+                self.client = MlflowClient(tracking_uri=tracking_uri)
+                self.experiment_id = self._ensure_experiment(experiment)
+        else:
+            self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.experiment_id = self._ensure_experiment(experiment)
         # SQLite allows one writer at a time: serialize our writes instead of hitting "database is locked".
         self._lock = threading.RLock()
         self._studies: dict[str, str] = {}  # parent run id -> study name
