@@ -94,7 +94,7 @@ _TARGETS: dict[str, str] = {
 }
 
 _OPTION_LINE = re.compile(r"^\s*\(([A-Z])\)\s*(.*?)\s*$", re.MULTILINE)
-_LETTER_CASED = re.compile(r"^(?:(?:option|choice)\s+)?(?:\(([A-Za-z])\)|([A-Z])(?=\s*$|[).:,;\]]))")
+_LETTER_CASED = re.compile(r"^(?:(?:[Oo]ption|[Cc]hoice)\s+)?(?:\(([A-Za-z])\)|([A-Z])(?=\s*$|[).:,;\]]))")
 _PAREN_LETTER = re.compile(r"\(([A-Z])\)")
 _CHOICE_TARGET = re.compile(r"^\(([A-Z])\)$")
 _BRACKET_CHARS = "()[]{}<>"
@@ -199,7 +199,7 @@ def _check_target(target: str, kind: str, question: str, where: str, task: str) 
 
 def _unknown_task(task: str) -> DataError:
     close = difflib.get_close_matches(task, list(TASKS), n=3)
-    hint = f"did you mean {', '.join(close)}? " if close else ""
+    hint = f"did you mean {' or '.join('bbh:' + c for c in close)}? " if close else ""
     return DataError(
         f"unknown bbh task {task!r}; {hint}expected one of the {len(TASKS)} BIG-Bench Hard tasks "
         "(e.g. bbh:date_understanding, bbh:boolean_expressions; `main.py benchmarks` lists them) or bbh:all"
