@@ -57,7 +57,12 @@ def _root(
 
 AgentOpt = Annotated[Path, typer.Option("--agent", help="agent graph file (YAML or JSON)")]
 BenchmarkOpt = Annotated[str, typer.Option("--benchmark", help=names_hint())]
-DataOpt = Annotated[str | None, typer.Option("--data", help="dataset file (JSONL; GSM8K format for gsm8k offline)")]
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data", help="dataset file (JSONL; GSM8K format for gsm8k offline) or, for bbh, a task file or directory"
+    ),
+]
 SplitOpt = Annotated[str, typer.Option("--split", help="train | val | test")]
 EvalSplitOpt = Annotated[
     str | None,
@@ -326,6 +331,49 @@ def operators() -> None:
 
 
 @app.command()
+def benchmarks(
+    family: Annotated[
+        str | None, typer.Argument(help="list every name of this benchmark (e.g. bbh, reasoning_gym)")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the benchmarks: what runs offline (and with which --data), and what needs the Hugging Face hub."""
+    import importlib.util
+
+    from agentsearch.evaluators.benchmarks import BENCHMARKS
+
+    entries = [BENCHMARKS.get(family.strip().lower().partition(":")[0])] if family else list(BENCHMARKS)
+    hub_ready = importlib.util.find_spec("datasets") is not None
+    rows = []
+    for entry in entries:
+        cls = entry.load()
+        offline, hub = cls.availability()
+        rows.append(
+            {"benchmark": entry.usage or entry.name, "help": entry.help, "offline": offline, "hub": hub,
+             "names": cls.names()}
+        )  # fmt: skip
+    if json_out:
+        _emit_json({"benchmarks": rows, "hub_available": hub_ready})
+        return
+    if family:
+        for name in rows[0]["names"]:
+            out.print(name, markup=False, highlight=False)
+        return
+    from rich.table import Table
+
+    table = Table(title="benchmarks")
+    for col in ("benchmark", "names", "offline", "hub (online)"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(row["benchmark"], str(len(row["names"])), row["offline"] or "no", row["hub"] or "-")
+    out.print(table)
+    hint = "`main.py benchmarks NAME` lists the names of one (e.g. bbh)"
+    if not hub_ready and any(row["hub"] for row in rows):
+        hint += "; the hub needs `pip install 'agentsearch[hf]'` and network access"
+    err.print(hint, markup=False, highlight=False)
+
+
+@app.command()
 @with_model_flags
 def evaluate(
     agent: AgentOpt,
@@ -405,6 +453,8 @@ def evaluate(
     from agentsearch.runs.stats import accuracy_ci
 
     ci = accuracy_ci([r.correct for r in result.records if r.error_kind not in ("endpoint", "internal")])
+    groups = {ex.id: g for ex in examples if (g := bench.group(ex)) is not None}
+    by_task = result.by_group(groups) if groups else {}
     summary = {
         "agent": graph.name,
         "agent_id": graph.config_hash,
@@ -418,6 +468,10 @@ def evaluate(
         "ci_low": ci.ci_low,
         "ci_high": ci.ci_high,
     }
+    if by_task:
+        answered = [t["score"] for t in by_task.values() if t["n_answered"]]
+        summary["by_task"] = by_task
+        summary["macro_score"] = sum(answered) / len(answered) if answered else 0.0
     if json_out:
         _emit_json(summary)
         _fail_on_missing(result)
@@ -440,6 +494,14 @@ def evaluate(
         f"{result.wall_s:.1f}",
     )
     out.print(table)
+    if by_task:
+        tasks = Table(title=f"per task (macro average {summary['macro_score']:.3f} over {len(by_task)} tasks)")
+        for col in ("task", "score", "n", "correct", "no answer"):
+            tasks.add_column(col, justify="left" if col == "task" else "right")
+        for name, t in by_task.items():
+            n = str(t["n"]) if t["n_answered"] == t["n"] else f"{t['n_answered']} of {t['n']}"
+            tasks.add_row(name, f"{t['score']:.3f}", n, str(t["n_correct"]), str(t["n_no_answer"]))
+        out.print(tasks)
     if result.n_no_answer:
         err.print(
             f"{result.no_answer_rate:.0%} of replies had no extractable answer (see --records for the replies)",

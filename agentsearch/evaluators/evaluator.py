@@ -23,7 +23,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -171,6 +171,24 @@ class EvalResult:
             "wall_s": self.wall_s,
             "usage_by_model": self.usage_by_model,
         }
+
+    def by_group(self, groups: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        """Accuracy per group (``groups``: example id → its task, see ``Benchmark.group``), groups sorted by
+        name: ``n``, ``n_answered``, ``n_correct``, ``n_no_answer`` and ``score`` (over the answered, as
+        :attr:`score`). Records without a group are left out."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.records:
+            name = groups.get(r.id)
+            if name is None:
+                continue
+            g = out.setdefault(name, {"n": 0, "n_answered": 0, "n_correct": 0, "n_no_answer": 0})
+            g["n"] += 1
+            g["n_answered"] += r.error_kind not in ("endpoint", "internal")
+            g["n_correct"] += r.correct
+            g["n_no_answer"] += r.no_answer
+        for g in out.values():
+            g["score"] = g["n_correct"] / g["n_answered"] if g["n_answered"] else 0.0
+        return dict(sorted(out.items()))
 
     def records_as_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.records]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
@@ -993,7 +994,7 @@ def default_study_name(benchmark: str) -> str:
     """A readable, unique-enough default study name."""
     import time
 
-    slug = benchmark.replace(":", "-").replace("/", "-")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", benchmark)  # "math500:level=5" -> "math500-level-5"
     return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{random.randint(0, 999):03d}"
 
 

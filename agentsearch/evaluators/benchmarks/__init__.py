@@ -30,14 +30,25 @@ Benchmarks (:func:`get_benchmark` by name, :func:`list_benchmarks`; each is one 
 * ``reasoning_gym:<task>`` -- :class:`ReasoningGym`, procedurally generated offline, e.g.
   ``reasoning_gym:basic_arithmetic``, ``reasoning_gym:chain_sum``, ``reasoning_gym:products``,
   ``reasoning_gym:leg_counting``, ``reasoning_gym:gsm_symbolic``.
+* ``math500`` -- :class:`MATH500`, MATH-500 competition math (LaTeX answers, scored by math-verify);
+  ``--data FILE.jsonl`` in the hub's format or ``HuggingFaceH4/MATH-500``; filters in the name,
+  ``math500:level=4-5,subject=geometry``.
+* ``bbh:<task>`` / ``bbh:all`` -- :class:`BBH`, the 27 BIG-Bench Hard tasks, scored by answer type;
+  ``--data FILE.json`` (an upstream task file), ``--data DIR`` or ``lukaemon/bbh``.
+
+``Benchmark.availability()`` says how each runs offline and which hub dataset it loads (``main.py
+benchmarks``); ``Benchmark.group(example)`` names an example's task in a multi-task benchmark, for
+per-task and macro-averaged scores.
 
 Every bad dataset input raises ``DataError`` with a one-line message naming the file and line
 (``data.jsonl:17: no 'answer' field``).
 """
 
 from agentsearch.evaluators.benchmarks.base import SPLITS, Benchmark, Example, Score, SplitSpec, split_examples
+from agentsearch.evaluators.benchmarks.bbh import BBH
 from agentsearch.evaluators.benchmarks.gsm8k import GSM8K
 from agentsearch.evaluators.benchmarks.jsonl import JSONL
+from agentsearch.evaluators.benchmarks.math500 import MATH500
 from agentsearch.evaluators.benchmarks.reasoning_gym import ReasoningGym
 from agentsearch.evaluators.benchmarks.registry import (
     BENCHMARKS,
@@ -48,9 +59,11 @@ from agentsearch.evaluators.benchmarks.registry import (
 )
 
 __all__ = [
+    "BBH",
     "BENCHMARKS",
     "GSM8K",
     "JSONL",
+    "MATH500",
     "SPLITS",
     "Benchmark",
     "BenchmarkEntry",

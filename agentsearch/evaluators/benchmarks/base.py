@@ -178,6 +178,13 @@ class Benchmark(ABC):
         """Every ``--benchmark`` value this class answers to (one per task for families of tasks)."""
         return [cls.name]
 
+    @classmethod
+    def availability(cls) -> tuple[str, str]:
+        """``(offline, hub)`` for ``main.py benchmarks``: how to run it without network (``""``: it cannot),
+        and the Hugging Face dataset it loads when online without ``--data`` (``""``: none). By default a
+        benchmark ships its data (it takes no ``--data``)."""
+        return "built in", ""
+
     @abstractmethod
     def examples(self) -> list[Example]:
         """The whole pool, in a fixed order."""
@@ -253,6 +260,11 @@ class Benchmark(ABC):
     def metric(self, example: Example, prediction: str) -> bool:
         """Whether the final answer in ``prediction`` matches the gold answer."""
         return self.score(example, prediction).correct
+
+    def group(self, example: Example) -> str | None:
+        """The task ``example`` belongs to in a benchmark of several tasks (``bbh:all``), for per-task and
+        macro-averaged scores; ``None`` for a single-task benchmark."""
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Name, pool size and source, for logs."""

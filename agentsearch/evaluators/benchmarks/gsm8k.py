@@ -33,6 +33,10 @@ class GSM8K(Benchmark):
             raise DataError(f"benchmark 'gsm8k' takes no ':{arg}'")
         return cls(data)
 
+    @classmethod
+    def availability(cls) -> tuple[str, str]:
+        return "--data FILE.jsonl", cls.HUB_ID
+
     def __init__(self, data: str | Path | None = None) -> None:
         super().__init__()
         self.data = Path(data) if data is not None else None

@@ -84,6 +84,10 @@ class JSONL(Benchmark):
             raise DataError("benchmark jsonl needs --data FILE.jsonl")
         return cls(data)
 
+    @classmethod
+    def availability(cls) -> tuple[str, str]:
+        return "--data FILE.jsonl", ""
+
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)

@@ -55,6 +55,10 @@ class ReasoningGym(Benchmark):
     def names(cls) -> list[str]:
         return [f"reasoning_gym:{t}" for t in _reasoning_gym_tasks()]
 
+    @classmethod
+    def availability(cls) -> tuple[str, str]:
+        return "generated", ""
+
     def __init__(self, task: str, size: int = 500, seed: int = 0) -> None:
         super().__init__()
         tasks = _reasoning_gym_tasks()

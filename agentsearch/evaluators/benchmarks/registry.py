@@ -43,6 +43,21 @@ BENCHMARKS.add(
         usage="reasoning_gym:<task>",
     )
 )
+BENCHMARKS.add(
+    BenchmarkEntry(
+        "math500",
+        "MATH-500; filters e.g. math500:level=5,subject=geometry",
+        "agentsearch.evaluators.benchmarks.math500:MATH500",
+        aliases=("math-500",),
+        usage="math500[:filters]",
+    )
+)
+BENCHMARKS.add(
+    BenchmarkEntry(
+        "bbh", "BIG-Bench Hard, e.g. bbh:date_understanding", "agentsearch.evaluators.benchmarks.bbh:BBH",
+        usage="bbh:<task>|all",
+    )
+)  # fmt: skip
 
 
 def names_hint() -> str:
