@@ -57,6 +57,10 @@ def _root(
 
 AgentOpt = Annotated[Path, typer.Option("--agent", help="agent graph file (YAML or JSON)")]
 BenchmarkOpt = Annotated[str, typer.Option("--benchmark", help=names_hint())]
+SubjectOpt = Annotated[
+    str | None, typer.Option("--subject", help="math500 only: these subjects (geometry, or algebra+number_theory)")
+]
+LevelOpt = Annotated[str | None, typer.Option("--level", help="math500 only: these levels (5, 4-5 or 1+3)")]
 DataOpt = Annotated[
     str | None,
     typer.Option(
@@ -178,6 +182,21 @@ def _user_error(message: str) -> Exception:
     from agentsearch.errors import UserError
 
     return UserError(message)
+
+
+def with_filters(benchmark: str, subject: str | None, level: str | None) -> str:
+    """``--subject``/``--level`` written into the benchmark's name (``math500:level=5,subject=geometry``), which
+    the study stores, so a resumed study and an export keep them."""
+    if subject is None and level is None:
+        return benchmark
+    family, _, arg = benchmark.partition(":")
+    if family.strip().lower() != "math500":
+        flag = "--subject" if subject is not None else "--level"
+        raise _user_error(f"{flag}: only --benchmark math500 has subjects and levels (got {benchmark!r})")
+    filters = [arg.strip()] if arg.strip() else []
+    filters += [f"level={level}"] if level is not None else []
+    filters += [f"subject={subject}"] if subject is not None else []
+    return "math500:" + ",".join(filters)
 
 
 def split_spec(seed: int, val_size: str, test_size: str) -> SplitSpec:
@@ -398,9 +417,13 @@ def evaluate(
     no_cache: NoCacheOpt = False,
     records: Annotated[Path | None, typer.Option("--records", help="write per-example records (JSONL)")] = None,
     json_out: JsonOpt = False,
+    subject: SubjectOpt = None,
+    level: LevelOpt = None,
 ) -> None:
     """Score an agent on a benchmark split against an OpenAI-compatible endpoint."""
     from agentsearch.search_space.graph import AgentGraph
+
+    benchmark = with_filters(benchmark, subject, level)
 
     graph = AgentGraph.load(agent)
     sizes_unused = split is None and data is not None and (val_size is not None or test_size is not None)
@@ -720,10 +743,14 @@ def optimize(
     ] = MAX_CALLS_PER_QUESTION,
     no_cache: NoCacheOpt = False,
     json_out: JsonOpt = False,
+    subject: SubjectOpt = None,
+    level: LevelOpt = None,
 ) -> None:
     """Search agent designs on a benchmark; log to MLflow; test the best once; export it."""
     from agentsearch.runs.optimize import optimize as run_optimize
     from agentsearch.runs.optimize import study_config
+
+    benchmark = with_filters(benchmark, subject, level)
 
     cfg = study_config(
         benchmark=benchmark, models=models, run_dir=writable_dir(run_dir, "--run-dir"), study=study, data=data,

@@ -94,7 +94,7 @@ def test_bbh_all_reports_each_task_and_the_macro_average(tmp_path, agents, capsy
     with _server("bbh:all", data) as server:
         args = ["evaluate", "--agent", str(agents / "cot.yaml"), "--benchmark", "bbh:all", "--data", str(data),
                 "--model", server.model, "--api-base", server.url, "--test-size", "12", "--val-size", "4",
-                "--no-cache", "--run-dir", str(tmp_path / "run"),
+                "--split", "test", "--no-cache", "--run-dir", str(tmp_path / "run"),
                 "--records", str(tmp_path / "records.jsonl")]  # fmt: skip
         capsys.readouterr()
         assert main([*args, "--json"]) == 0
@@ -116,8 +116,8 @@ def test_math500_records_carry_the_extracted_answer(tmp_path, agents, capsys):
     with _server("math500", MATH) as server:
         args = ["evaluate", "--agent", str(agents / "cot.yaml"), "--benchmark", "math500:level=1-3", "--data",
                 str(MATH), "--model", server.model, "--api-base", server.url, "--test-size", "8", "--val-size", "2",
-                "--no-cache", "--run-dir", str(tmp_path / "run"), "--records", str(tmp_path / "records.jsonl"),
-                "--json"]  # fmt: skip
+                "--split", "test", "--no-cache", "--run-dir", str(tmp_path / "run"),
+                "--records", str(tmp_path / "records.jsonl"), "--json"]  # fmt: skip
         capsys.readouterr()
         assert main(args) == 0
         summary = json.loads(capsys.readouterr().out)
@@ -141,3 +141,24 @@ def test_a_tiny_study_runs(tmp_path, benchmark, data):
         )  # fmt: skip
         summary = run_study(cfg, {"default": make_lm(server)})
     assert summary["benchmark"] == benchmark and summary["n_trials"] == 3 and summary["best_test"] is not None
+
+
+def test_subject_and_level_flags_filter_math500_and_nothing_else(tmp_path, agents, capsys):
+    """--subject/--level are the math500 filters written into the benchmark's name (which the study stores)."""
+    from agentsearch.cli import with_filters
+
+    assert with_filters("math500", "geometry", "4-5") == "math500:level=4-5,subject=geometry"
+    assert with_filters("math500:level=5", "algebra", None) == "math500:level=5,subject=algebra"
+    assert with_filters("gsm8k", None, None) == "gsm8k"
+    with _server("math500", MATH) as server:
+        args = ["evaluate", "--agent", str(agents / "cot.yaml"), "--benchmark", "math500", "--level", "1-3",
+                "--data", str(MATH), "--model", server.model, "--api-base", server.url, "--split", "all",
+                "--no-cache", "--run-dir", str(tmp_path / "run"), "--json"]  # fmt: skip
+        capsys.readouterr()
+        assert main(args) == 0
+        summary = json.loads(capsys.readouterr().out)
+    levels = [json.loads(line)["level"] for line in MATH.read_text().splitlines()]
+    assert summary["benchmark"] == "math500:level=1+2+3" and summary["n"] == sum(lv <= 3 for lv in levels)
+    args = ["evaluate", "--agent", str(agents / "cot.yaml"), "--benchmark", "gsm8k", "--level", "5"]
+    assert main(args) == 2
+    assert "--level: only --benchmark math500" in _one_error_line(capsys)
