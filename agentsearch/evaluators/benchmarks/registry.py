@@ -33,7 +33,6 @@ def _unknown(name: str) -> DataError:
 
 BENCHMARKS: Registry[BenchmarkEntry] = Registry("benchmark", "--benchmark", error=_unknown)
 BENCHMARKS.add(BenchmarkEntry("gsm8k", "", "agentsearch.evaluators.benchmarks.gsm8k:GSM8K"))
-BENCHMARKS.add(BenchmarkEntry("humaneval", "Python code", "agentsearch.evaluators.benchmarks.humaneval:HumanEval"))
 BENCHMARKS.add(BenchmarkEntry("jsonl", "with --data FILE.jsonl", "agentsearch.evaluators.benchmarks.jsonl:JSONL"))
 BENCHMARKS.add(
     BenchmarkEntry(
@@ -44,6 +43,7 @@ BENCHMARKS.add(
         usage="reasoning_gym:<task>",
     )
 )
+BENCHMARKS.add(BenchmarkEntry("humaneval", "Python code", "agentsearch.evaluators.benchmarks.humaneval:HumanEval"))
 
 
 def names_hint() -> str:
