@@ -197,12 +197,11 @@ class TextAdapter(_AnswerKind, dspy.Adapter):
 
     def _code_structure(self, signature: type[dspy.Signature], outputs: dict[str, Any]) -> str:
         others = "\n".join(f"{label(n)}: <{_hint(n, f)}>" for n, f in outputs.items() if not _is_answer(n))
-        code = "the complete Python function (its def line and body) in a ```python code block"
+        think = REASONING in signature.output_fields
         if others:
-            return f"Reply with these labelled parts, each on a new line:\n{others}\nthen, last, {code}."
-        if REASONING in signature.output_fields:
-            return f"Think step by step, then end your reply with {code}."
-        return f"Reply with {code}."
+            lead = "Think step by step, then reply" if think else "Reply"
+            return f"{lead} with these labelled parts, each on a new line:\n{others}\nthen, last, {CODE_ANSWER}."
+        return f"Think step by step, then end your reply with {CODE_ANSWER}." if think else f"Reply with {CODE_ANSWER}."
 
     def format_system_message(self, signature: type[dspy.Signature]) -> str:
         parts = [self.format_task_description(signature), self.format_field_structure(signature)]
