@@ -41,9 +41,11 @@ All functions here are thread-safe.
 
 from __future__ import annotations
 
+import ast
 import functools
 import logging
 import re
+import textwrap
 import threading
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
@@ -484,9 +486,6 @@ _NOT_PYTHON = frozenset({"text", "txt", "output", "console", "bash", "sh", "shel
 
 
 def _parses(code: str) -> bool:
-    import ast
-    import textwrap
-
     try:
         ast.parse(textwrap.dedent(code))
     except (SyntaxError, ValueError, MemoryError, RecursionError):

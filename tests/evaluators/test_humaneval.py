@@ -249,6 +249,8 @@ def test_a_body_or_a_full_function_both_complete_the_prompt(bench: HumanEval, pr
     assert bench.score(ex, "return number % 1.0").correct  # unindented body
     full = "def truncate_number(number: float) -> float:\n    return number % 1.0"
     assert bench.score(ex, f"The answer:\n{full}\n\nThat's all.").correct
+    indented = "\n".join("    " + line for line in full.split("\n"))
+    assert bench.score(ex, f"```python\n{indented}\n```").correct
     helper = problems["HumanEval/10"]  # make_palindrome uses the prompt's is_palindrome
     assert bench.score(helper, f"```python\n{helper.answer[helper.answer.index('def make_palindrome'):]}\n```").correct
 

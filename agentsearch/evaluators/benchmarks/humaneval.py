@@ -95,7 +95,7 @@ def program(prompt: str, entry_point: str, code: str) -> str:
     """The solution program for ``code``: the prompt then the model's function, or the prompt completed by
     ``code`` as the body."""
     if _defines(code, entry_point):
-        return f"{prompt.rstrip()}\n    pass\n\n\n{_drop_main_block(code.strip(chr(10)))}\n"
+        return f"{prompt.rstrip()}\n    pass\n\n\n{_drop_main_block(textwrap.dedent(code.strip(chr(10))))}\n"
     body = textwrap.indent(textwrap.dedent(code.strip("\n")), "    ")
     return f"{prompt.rstrip()}\n{body}\n"
 
