@@ -55,6 +55,7 @@ __all__ = [
     "answers_match",
     "clean_answer",
     "code_blocks",
+    "defines_code",
     "extract_answer",
     "extract_code",
     "last_number",
@@ -482,6 +483,7 @@ def majority_vote(answers: Iterable[str]) -> str:
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
 _CODE_START = re.compile(r"^(?:async\s+def|def|class|import|from\s+\S+\s+import|@)\b", re.MULTILINE)
+_DEFINES = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]", re.MULTILINE)
 _NOT_PYTHON = frozenset({"text", "txt", "output", "console", "bash", "sh", "shell", "json", "plaintext"})
 
 
@@ -491,6 +493,11 @@ def _parses(code: str) -> bool:
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return True
+
+
+def defines_code(code: str) -> bool:
+    """Whether ``code`` has a ``def`` or ``class`` statement (a function, not just a body or a usage line)."""
+    return _DEFINES.search(code) is not None
 
 
 def code_blocks(text: str) -> list[tuple[int, str]]:
@@ -519,7 +526,7 @@ def extract_code(text: str) -> str:
     text = str(text or "")
     blocks = code_blocks(text)
     if blocks:
-        defining = [code for _, code in blocks if _CODE_START.search(code)]
+        defining = [code for _, code in blocks if defines_code(code)]
         return (defining or [blocks[-1][1]])[-1]
     lines = text.replace("\r\n", "\n").split("\n")
     start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)

@@ -24,7 +24,14 @@ from typing import Any, Literal
 
 import dspy
 
-from agentsearch.evaluators.answers import clean_answer, code_blocks, extract_code, last_number, marked_answer
+from agentsearch.evaluators.answers import (
+    clean_answer,
+    code_blocks,
+    defines_code,
+    extract_code,
+    last_number,
+    marked_answer,
+)
 from agentsearch.search_space.operators import DEFAULT_FORMAT, FORMATS
 
 __all__ = ["ANSWER_KINDS", "CODE_ANSWER", "DEFAULT_FORMAT", "FORMATS", "TextAdapter", "for_answer_kind", "make_adapter"]
@@ -296,7 +303,7 @@ class TextAdapter(_AnswerKind, dspy.Adapter):
         labels = None if blocks else list(_CODE_LABEL.finditer(text))
         label_at = labels[-1] if labels else None
         if blocks:
-            defining = [b for b in blocks if re.search(r"^\s*(?:async\s+)?(?:def|class)\s", b[1], re.MULTILINE)]
+            defining = [b for b in blocks if defines_code(b[1])]
             start, code = (defining or blocks)[-1]
         elif label_at is not None:  # "Answer:" then bare code
             start, code = label_at.start(), extract_code(text[label_at.end() :])
