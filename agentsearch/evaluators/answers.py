@@ -9,6 +9,7 @@ Public API:
 * :func:`normalize_text` -- a canonical string for a free-text answer.
 * :func:`answers_match` -- is a (extracted) prediction equal to a gold answer?
 * :func:`majority_vote` -- the most common answer of several (self-consistency).
+* :func:`extract_code` -- the Python code in a reply (fenced, bare, or a function body alone).
 
 Numeric conventions (see :func:`normalize_number`):
 
@@ -40,9 +41,11 @@ All functions here are thread-safe.
 
 from __future__ import annotations
 
+import ast
 import functools
 import logging
 import re
+import textwrap
 import threading
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
@@ -51,7 +54,10 @@ from fractions import Fraction
 __all__ = [
     "answers_match",
     "clean_answer",
+    "code_blocks",
+    "defines_code",
     "extract_answer",
+    "extract_code",
     "last_number",
     "majority_vote",
     "marked_answer",
@@ -437,6 +443,8 @@ def answers_match(prediction: str, gold: str) -> bool:
 
 
 def _vote_key(answer: str) -> str:
+    if "\n" in answer.strip():  # code, several lines: never a number ("return 5" is not 5)
+        return "c" + "\n".join(line.rstrip() for line in answer.strip().splitlines() if line.strip())
     got = _number(answer)
     if got is not None:
         return "#" + _canonical(got[0])
@@ -468,3 +476,65 @@ def majority_vote(answers: Iterable[str]) -> str:
         if n == best:
             return first[key]
     return ""  # pragma: no cover
+
+
+# --------------------------------------------------------------------------------------------------
+# code
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
+_CODE_START = re.compile(r"^(?:async\s+def|def|class|import|from\s+\S+\s+import|@)\b", re.MULTILINE)
+_DEFINES = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]", re.MULTILINE)
+_NOT_PYTHON = frozenset({"text", "txt", "output", "console", "bash", "sh", "shell", "json", "plaintext"})
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(textwrap.dedent(code))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def defines_code(code: str) -> bool:
+    """Whether ``code`` has a ``def`` or ``class`` statement (a function, not just a body or a usage line)."""
+    return _DEFINES.search(code) is not None
+
+
+def code_blocks(text: str) -> list[tuple[int, str]]:
+    """``(start, code)`` of each fenced block (```python ... ```) of ``text``, in order; an unclosed last
+    fence (a reply cut off by the token limit) runs to the end. Blocks tagged as output or shell are left out;
+    the code keeps its indentation (a function body stays indented)."""
+    out = []
+    for m in _FENCE.finditer(str(text or "")):
+        if m.group(1).lower() in _NOT_PYTHON:
+            continue
+        code = m.group(2).strip("\n").rstrip()
+        if code.strip():
+            out.append((m.start(), code))
+    return out
+
+
+def extract_code(text: str) -> str:
+    """The Python code in a model's reply, leniently (small models write it every which way):
+
+    1. fenced blocks: the last one that defines something (``def``/``class``), else the last one;
+    2. no fence: from the first ``def``/``import``/``class`` line, the longest run of lines that parses
+       (prose before and after is dropped), else everything from that line (code with a syntax error);
+    3. else the reply itself when it parses as Python (a bare function body, kept indented);
+    4. else ``""`` (no code).
+    """
+    text = str(text or "")
+    blocks = code_blocks(text)
+    if blocks:
+        defining = [code for _, code in blocks if defines_code(code)]
+        return (defining or [blocks[-1][1]])[-1]
+    lines = text.replace("\r\n", "\n").split("\n")
+    start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), None)
+    if start is not None:
+        for end in range(len(lines), start, -1):
+            chunk = "\n".join(lines[start:end]).rstrip()
+            if chunk and _parses(chunk):
+                return chunk
+        return "\n".join(lines[start:]).rstrip()  # code with a syntax error is still the reply's code
+    body = text.strip("\n").rstrip()
+    return body if body.strip() and _parses(body) else ""

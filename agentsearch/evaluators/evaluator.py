@@ -67,6 +67,7 @@ class ExampleRecord:
     extracted: str = ""  # the final answer the benchmark read from the prediction
     value: float = 0.0  # the score (1.0/0.0, or partial credit); only `correct` counts toward accuracy
     no_answer: bool = False  # the reply had no extractable answer (or could not be parsed)
+    detail: str = ""  # the scorer's reason (e.g. which test failed), when it gives one
 
     @property
     def tokens(self) -> int:
@@ -266,6 +267,7 @@ class Evaluator:
                 scored = self.metric(example, record.prediction)
                 if isinstance(scored, Score):
                     record.correct, record.value, record.extracted = scored.correct, scored.value, scored.extracted
+                    record.detail = scored.detail
                     if scored.error:  # the scorer failed: counted wrong, and the record says why
                         record.error, record.error_kind = scored.error[:500], "scoring"
                 else:

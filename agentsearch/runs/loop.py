@@ -376,6 +376,7 @@ def example_sample(records: Sequence[ExampleRecord], failed: int = 6, passed: in
             "prediction": r.prediction[:200],
             "correct": r.correct,
             "reasoning": r.reasoning[:800],
+            **({"detail": r.detail[:300]} if r.detail else {}),
         }
 
     wrong = [brief(r) for r in records if not r.correct and not r.error_kind == "endpoint"][:failed]

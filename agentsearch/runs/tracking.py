@@ -46,7 +46,7 @@ KEY_METRICS = ("val_score", "test_score", "tokens_per_question", "calls", "error
 KEY_TAGS = ("agentsearch.best", "agentsearch.pareto", "agentsearch.state", "agentsearch.origin")
 _PREDICTION_COLUMNS = (
     "id", "question", "gold", "prediction", "extracted", "correct", "no_answer", "reasoning", "calls", "tokens",
-    "latency_s", "error",
+    "latency_s", "error", "detail",
 )
 
 # pyplot is process-global and not thread-safe: render one graph at a time.
@@ -148,7 +148,7 @@ def _predictions_table(records: list[dict]) -> dict[str, list]:
             "tokens",
             (r.get("prompt_tokens") or 0) + (r.get("completion_tokens") or 0) + (r.get("cached_tokens") or 0),
         )
-        for c in ("id", "question", "gold", "prediction", "extracted", "reasoning", "error"):
+        for c in ("id", "question", "gold", "prediction", "extracted", "reasoning", "error", "detail"):
             cols[c].append(text(r.get(c)))
         cols["correct"].append(bool(r.get("correct", False)))
         cols["no_answer"].append(bool(r.get("no_answer", False)))

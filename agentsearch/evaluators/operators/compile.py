@@ -55,7 +55,7 @@ class GraphProgram(dspy.Module):
         self._adapters = {
             node.id: make_adapter(getattr(node.params, "format", DEFAULT_FORMAT), answer_kind) for node in graph.nodes
         }
-        self.nodes: dict[str, OperatorModule] = {node.id: build_operator(node) for node in graph.nodes}
+        self.nodes: dict[str, OperatorModule] = {node.id: build_operator(node, answer_kind) for node in graph.nodes}
         self._generations = graph.topological_generations()
         self._inputs = {node.id: node.upstream for node in graph.nodes}
         if lms is not None:

@@ -24,26 +24,75 @@ from typing import Any, Literal
 
 import dspy
 
-from agentsearch.evaluators.answers import clean_answer, last_number, marked_answer
+from agentsearch.evaluators.answers import (
+    clean_answer,
+    code_blocks,
+    defines_code,
+    extract_code,
+    last_number,
+    marked_answer,
+)
 from agentsearch.search_space.operators import DEFAULT_FORMAT, FORMATS
 
-__all__ = ["ANSWER_KINDS", "DEFAULT_FORMAT", "FORMATS", "TextAdapter", "make_adapter"]
+__all__ = ["ANSWER_KINDS", "CODE_ANSWER", "DEFAULT_FORMAT", "FORMATS", "TextAdapter", "for_answer_kind", "make_adapter"]
 
-#: What a benchmark's answers are: ``number`` lets the text format fall back to a reply's last number.
-ANSWER_KINDS = ("text", "number")
+#: What a benchmark's answers are: ``number`` lets the text format fall back to a reply's last number;
+#: ``code``: every answer field asks for Python code (:func:`for_answer_kind`) and is read as code.
+ANSWER_KINDS = ("text", "number", "code")
+
+#: What an answer field asks for when the answers are code.
+CODE_ANSWER = "the complete Python function (its def line and body) in a ```python code block"
+
+
+def for_answer_kind(signature: type[dspy.Signature], answer_kind: str) -> type[dspy.Signature]:
+    """``signature`` with its answer fields asking for what the benchmark's answers are: for ``code``, the
+    complete function in a fenced block instead of "the final answer only (a number or a short phrase)"."""
+    if answer_kind != "code":
+        return signature
+    for name in signature.output_fields:
+        if _is_answer(name):
+            signature = signature.with_updated_fields(name, desc=CODE_ANSWER)
+    return signature
+
+
+class _AnswerKind:
+    """Mixin for DSPy's adapters: the signature of every call asks for the benchmark's kind of answer."""
+
+    answer_kind = "text"
+
+    def __call__(self, lm, lm_kwargs, signature, demos, inputs):  # type: ignore[no-untyped-def]
+        return super().__call__(lm, lm_kwargs, for_answer_kind(signature, self.answer_kind), demos, inputs)  # type: ignore[misc]
+
+    async def acall(self, lm, lm_kwargs, signature, demos, inputs):  # type: ignore[no-untyped-def]
+        return await super().acall(lm, lm_kwargs, for_answer_kind(signature, self.answer_kind), demos, inputs)  # type: ignore[misc]
+
+
+class CodeChatAdapter(_AnswerKind, dspy.ChatAdapter):
+    answer_kind = "code"
+
+
+class CodeXMLAdapter(_AnswerKind, dspy.XMLAdapter):
+    answer_kind = "code"
+
+
+class CodeJSONAdapter(_AnswerKind, dspy.JSONAdapter):
+    answer_kind = "code"
 
 
 def make_adapter(fmt: str, answer_kind: str = "text") -> dspy.Adapter:
-    """The DSPy adapter for a node's ``format``."""
+    """The DSPy adapter for a node's ``format``; ``answer_kind`` is the benchmark's (see :data:`ANSWER_KINDS`)."""
+    if answer_kind not in ANSWER_KINDS:
+        raise ValueError(f"answer_kind must be one of {ANSWER_KINDS}, got {answer_kind!r}")
+    code = answer_kind == "code"
     if fmt == "text":
         return TextAdapter(answer_kind=answer_kind)
     if fmt == "chat":
         # no silent JSON-adapter retry: it would double a call's cost behind the cost model's back
-        return dspy.ChatAdapter(use_json_adapter_fallback=False)
+        return (CodeChatAdapter if code else dspy.ChatAdapter)(use_json_adapter_fallback=False)
     if fmt == "xml":
-        return dspy.XMLAdapter(use_json_adapter_fallback=False)
+        return (CodeXMLAdapter if code else dspy.XMLAdapter)(use_json_adapter_fallback=False)
     if fmt == "json":
-        return dspy.JSONAdapter()
+        return CodeJSONAdapter() if code else dspy.JSONAdapter()
     raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
 
 
@@ -62,6 +111,8 @@ _FALSE = re.compile(
 )
 _CHAT_HEADER = re.compile(r"^[ \t]*\[\[ ## \w+ ## \]\][ \t]*$", re.MULTILINE)
 _NUMBER = re.compile(r"-?\d{1,30}(?:\.\d{1,30})?")
+# "Answer:" before bare code; unindented and with a colon, so that "answer = 5" in the code is no label
+_CODE_LABEL = re.compile(r"^(?:\*\*|__|#+[ \t]*)?(?:final[ \t]+)?answer(?:\*\*|__)?\s*[:：](?:\*\*|__)?", re.I | re.M)
 
 
 def label(name: str) -> str:
@@ -100,7 +151,7 @@ def _hint(name: str, field: Any) -> str:
     return "; ".join(parts) or name.replace("_", " ")
 
 
-class TextAdapter(dspy.Adapter):
+class TextAdapter(_AnswerKind, dspy.Adapter):
     """Natural text in, natural reasoning and labelled lines out; lenient parsing.
 
     The system message is the node's instruction, then what to write: 'Think step by step, then end
@@ -118,6 +169,11 @@ class TextAdapter(dspy.Adapter):
     answers are numbers (``answer_kind="number"``), the reply's last number; a single output field
     without its label is the whole reply. What cannot be found is ``None`` (an answer: ``""``, which
     the evaluator records as ``no_answer``): a reply never raises a parse error.
+
+    Code answers (``answer_kind="code"``): the answer fields ask for the function in a fenced block, which is
+    asked for last; the answer is the reply's last fenced block that defines something (else its last block,
+    else the code after the last ``Answer:`` label, else code found amid prose: :func:`extract_code`),
+    the other fields are read from the text before it, and labels inside code are never fields.
     """
 
     def __init__(self, answer_kind: str = "text", callbacks: list | None = None):
@@ -136,6 +192,8 @@ class TextAdapter(dspy.Adapter):
 
     def format_field_structure(self, signature: type[dspy.Signature]) -> str:
         outputs = {n: f for n, f in signature.output_fields.items() if n != REASONING}
+        if self.answer_kind == "code" and any(_is_answer(n) for n in outputs):
+            return self._code_structure(signature, outputs)
         lines = "\n".join(f"{label(n)}: <{_hint(n, f)}>" for n, f in outputs.items())
         if REASONING in signature.output_fields:
             if len(outputs) == 1:
@@ -143,6 +201,14 @@ class TextAdapter(dspy.Adapter):
                 return f'Think step by step, then end your reply with a final line of the form "{lines}".'
             return f"Think step by step, then end your reply with these labelled parts, each on a new line:\n{lines}"
         return f"Reply in this form:\n{lines}"
+
+    def _code_structure(self, signature: type[dspy.Signature], outputs: dict[str, Any]) -> str:
+        others = "\n".join(f"{label(n)}: <{_hint(n, f)}>" for n, f in outputs.items() if not _is_answer(n))
+        think = REASONING in signature.output_fields
+        if others:
+            lead = "Think step by step, then reply" if think else "Reply"
+            return f"{lead} with these labelled parts, each on a new line:\n{others}\nthen, last, {CODE_ANSWER}."
+        return f"Think step by step, then end your reply with {CODE_ANSWER}." if think else f"Reply with {CODE_ANSWER}."
 
     def format_system_message(self, signature: type[dspy.Signature]) -> str:
         parts = [self.format_task_description(signature), self.format_field_structure(signature)]
@@ -185,12 +251,18 @@ class TextAdapter(dspy.Adapter):
                 continue
             value = outputs.get(name, missing_field_message)
             text = "yes" if value is True else "no" if value is False else "" if value is None else str(value)
+            if self.answer_kind == "code" and _is_answer(name) and text:
+                parts.append(f"```python\n{extract_code(text) or text.strip()}\n```")
+                continue
             parts.append(f"{label(name)}: {text}".rstrip())
         return "\n".join(p for p in parts if p)
 
     # -- parsing ------------------------------------------------------------------------------
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+        answers = [n for n in signature.output_fields if _is_answer(n)]
+        if self.answer_kind == "code" and answers:
+            return self._parse_code(signature, str(completion or ""), answers)
         text = _from_json(_from_xml(str(completion or ""), signature), signature).replace("[[ ## completed ## ]]", "")
         names = [n for n in signature.output_fields if n != REASONING]
         found = {n: m for n in names if (m := _last_label(text, n)) is not None}
@@ -223,6 +295,32 @@ class TextAdapter(dspy.Adapter):
             and signature.output_fields[names[0]].annotation is str
         ):
             out[names[0]] = lead  # "The arithmetic is right.\nIs correct: yes": the unlabelled first field
+        return out
+
+    def _parse_code(self, signature: type[dspy.Signature], text: str, answers: list[str]) -> dict[str, Any]:
+        """A code reply: the answer is its code, the other fields are read from the prose before it."""
+        blocks = code_blocks(text)
+        labels = None if blocks else list(_CODE_LABEL.finditer(text))
+        label_at = labels[-1] if labels else None
+        if blocks:
+            defining = [b for b in blocks if defines_code(b[1])]
+            start, code = (defining or blocks)[-1]
+        elif label_at is not None:  # "Answer:" then bare code
+            start, code = label_at.start(), extract_code(text[label_at.end() :])
+        else:
+            start, code = len(text), extract_code(text)
+            if code:
+                start = text.find(code.split("\n", 1)[0]) if code.split("\n", 1)[0] in text else 0
+        prose = text[:start]
+        prose = re.sub(r"(?:^|\n)[^\n]*\b(?:final\s+)?answer\b[^\n]*[:：]\s*$", "", prose, flags=re.IGNORECASE)
+        rest = signature
+        for name in answers:
+            rest = rest.delete(name)
+        out: dict[str, Any] = {name: code for name in answers}
+        if any(n != REASONING for n in rest.output_fields):
+            out.update(self.parse(rest, prose))
+        elif REASONING in rest.output_fields:
+            out[REASONING] = prose.strip()
         return out
 
     def _answer(self, raw: str | None, text: str, direct: bool = False) -> str:

@@ -47,6 +47,9 @@ IMPLEMENTATIONS: dict[str, Callable[[NodeConfig], OperatorModule]] = {
 }
 
 
-def build_operator(node: NodeConfig) -> OperatorModule:
-    """The module for one node (its operator's implementation, configured by its params)."""
-    return IMPLEMENTATIONS[node.op](node)
+def build_operator(node: NodeConfig, answer_kind: str = "text") -> OperatorModule:
+    """The module for one node (its operator's implementation, configured by its params); ``answer_kind`` is
+    the benchmark's (an operator may work differently for code, e.g. program of thought tests the function)."""
+    module = IMPLEMENTATIONS[node.op](node)
+    module.answer_kind = answer_kind
+    return module
