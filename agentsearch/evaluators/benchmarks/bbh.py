@@ -21,7 +21,7 @@ from typing import Any
 from agentsearch.errors import DataError
 from agentsearch.evaluators.answers import extract_answer, normalize_number, normalize_text
 from agentsearch.evaluators.benchmarks.base import Benchmark, Example, Score
-from agentsearch.evaluators.benchmarks.jsonl import _text_field
+from agentsearch.evaluators.benchmarks.jsonl import _text_field, read_text
 
 CHOICE = "multiple choice"
 TRUE_FALSE = "True/False"
@@ -299,12 +299,7 @@ class BBH(Benchmark):
 
     @staticmethod
     def _file_rows(path: Path):
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except OSError as e:
-            raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+        text = read_text(path)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

@@ -20,9 +20,7 @@ that cannot run at all is (``Score.error``).
 from __future__ import annotations
 
 import ast
-import gzip
 import importlib.util
-import json
 import re
 import secrets
 import textwrap
@@ -31,6 +29,7 @@ from pathlib import Path
 from agentsearch.errors import DataError
 from agentsearch.evaluators.answers import extract_code
 from agentsearch.evaluators.benchmarks.base import Benchmark, Example, Score
+from agentsearch.evaluators.benchmarks.jsonl import _read_records
 from agentsearch.evaluators.tools.sandbox import SandboxLimits, run_python
 
 _FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
@@ -47,24 +46,6 @@ def shipped_data() -> Path | None:
         if path.is_file():
             return path
     return None
-
-
-def _lines(path: Path) -> list[str]:
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a directory, expected a HumanEval JSONL file")
-    try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as fh:
-                text = fh.read()
-        else:
-            text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
-    return text.split("\n")
 
 
 def question_text(prompt: str, entry_point: str) -> str:
@@ -176,16 +157,8 @@ class HumanEval(Benchmark):
         path = self.path
         out: list[Example] = []
         seen: dict[str, int] = {}
-        for line_no, line in enumerate(_lines(path), 1):
-            if not line.strip():
-                continue
+        for line_no, record in _read_records(path, what="problems"):
             where = f"{path}:{line_no}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
             for key in _FIELDS:
                 if key not in record:
                     raise DataError(f"{where}: no {key!r} field")
@@ -207,8 +180,6 @@ class HumanEval(Benchmark):
                     meta={"prompt": prompt, "entry_point": entry, "test": record["test"]},
                 )
             )
-        if not out:
-            raise DataError(f"{path}: empty file, no problems")
         return out
 
     def extract(self, prediction: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -11,18 +12,27 @@ from agentsearch.evaluators.answers import extract_answer
 from agentsearch.evaluators.benchmarks.base import Benchmark, Example
 
 
-def _read_records(path: Path):
+def read_text(path: Path) -> str:
+    """A data file's text (gzip-compressed if its name ends in .gz; a UTF-8 BOM dropped); DataError naming the
+    file when it can't be read as UTF-8."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8-sig") as fh:
+                return fh.read()
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+
+
+def _read_records(path: Path, what: str = "examples"):
     """Yield ``(line_no, record)`` for the non-blank lines of a JSONL file; DataError on bad input."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a JSONL file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    text = read_text(path)
     found = False
     # split("\n"), not splitlines(): U+2028 and friends may appear raw inside JSON strings.
     for line_no, line in enumerate(text.split("\n"), 1):
@@ -37,7 +47,7 @@ def _read_records(path: Path):
             raise DataError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
         yield line_no, record
     if not found:
-        raise DataError(f"{path}: empty file, no examples")
+        raise DataError(f"{path}: empty file, no {what}")
 
 
 def _text_field(record: dict, key: str, where: str, *, numbers: bool = False) -> str:
