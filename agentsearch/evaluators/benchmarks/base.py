@@ -155,6 +155,16 @@ def split_examples(pool: Sequence[Example], spec: SplitSpec, label: str = "the p
     }
 
 
+def existing_file(data: str | Path | None) -> Path | None:
+    """``--data`` as a path (None: none given); DataError when the file does not exist."""
+    if data is None:
+        return None
+    path = Path(data)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    return path
+
+
 class Benchmark(ABC):
     """A pool of examples with deterministic splits and a pass/fail metric."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agentsearch.errors import DataError
 from agentsearch.evaluators.answers import normalize_number
-from agentsearch.evaluators.benchmarks.base import Benchmark, Example
+from agentsearch.evaluators.benchmarks.base import Benchmark, Example, existing_file
 from agentsearch.evaluators.benchmarks.jsonl import _gold, _read_records, _text_field
 
 _GSM8K_CALC = re.compile(r"<<[^<>]*>>")
@@ -39,9 +39,7 @@ class GSM8K(Benchmark):
 
     def __init__(self, data: str | Path | None = None) -> None:
         super().__init__()
-        self.data = Path(data) if data is not None else None
-        if self.data is not None and not self.data.exists():
-            raise DataError(f"{self.data}: no such file")
+        self.data = existing_file(data)
 
     @property
     def source(self) -> str:

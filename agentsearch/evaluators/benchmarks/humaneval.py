@@ -28,7 +28,7 @@ from pathlib import Path
 
 from agentsearch.errors import DataError
 from agentsearch.evaluators.answers import extract_code
-from agentsearch.evaluators.benchmarks.base import Benchmark, Example, Score
+from agentsearch.evaluators.benchmarks.base import Benchmark, Example, Score, existing_file
 from agentsearch.evaluators.benchmarks.jsonl import _read_records
 from agentsearch.evaluators.tools.sandbox import SandboxLimits, run_python
 
@@ -121,9 +121,7 @@ class HumanEval(Benchmark):
 
     def __init__(self, data: str | Path | None = None) -> None:
         super().__init__()
-        self.data = Path(data) if data is not None else None
-        if self.data is not None and not self.data.exists():
-            raise DataError(f"{self.data}: no such file")
+        self.data = existing_file(data)
 
     @property
     def path(self) -> Path:
